@@ -1,0 +1,43 @@
+"""Kafka topic names and how each is keyed. Other rooms import names from here, never spell them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    description: str
+
+
+TELEMETRY_SAMPLES = Topic("telemetry.samples", "device", "interface counter samples (SNMP, gNMI, simulator)")
+FAULT_EVENTS = Topic("telemetry.faults", "device", "traps, informs and oper-status changes")
+INTERFACE_RATES_1M = Topic("telemetry.rates.1m", "device", "per-interface rates over 1-minute windows")
+USAGE_RECORDS = Topic("usage.records", "account", "usage records as ingested (CDR/IPDR/accounting)")
+USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
+ALERTS = Topic("assurance.alerts", "fingerprint", "alert state changes (firing, resolved)")
+DEAD_LETTERS = Topic("ossbss.deadletter", "topic", "records a stage could not accept, with the reason")
+
+TOPICS: tuple[Topic, ...] = (
+    TELEMETRY_SAMPLES,
+    FAULT_EVENTS,
+    INTERFACE_RATES_1M,
+    USAGE_RECORDS,
+    USAGE_RATED,
+    ALERTS,
+    DEAD_LETTERS,
+)
+
+__all__ = [
+    "ALERTS",
+    "DEAD_LETTERS",
+    "FAULT_EVENTS",
+    "INTERFACE_RATES_1M",
+    "TELEMETRY_SAMPLES",
+    "TOPICS",
+    "USAGE_RATED",
+    "USAGE_RECORDS",
+    "Topic",
+]
