@@ -5,7 +5,8 @@ Error tree::
     WarehouseError
     ├── WarehouseUnavailable   the engine or server cannot be reached now; retry with backoff
     ├── QueryError             the engine refused a statement (bad SQL, missing table); carries ``sql``
-    │   └── ReadOnlyViolation  a statement that would write was sent through a read-only path
+    │   ├── ReadOnlyViolation  a statement that would write was sent through a read-only path
+    │   └── BatchError         a columnar batch does not fit its table; carries ``table`` and ``column``
     └── MigrationError         a migration file failed; carries ``migration``
 """
 
@@ -39,6 +40,15 @@ class QueryError(WarehouseError):
 
 class ReadOnlyViolation(QueryError):
     """A statement that writes was sent through a read-only path."""
+
+
+class BatchError(QueryError):
+    """A batch cannot be inserted as given (unknown column, wrong type, lossy money); retrying won't help."""
+
+    def __init__(self, message: str, table: str = "", column: str = "") -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
 
 
 class MigrationError(WarehouseError):
@@ -76,3 +86,15 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the engine or connection."""
+
+
+__all__ = [
+    "BatchError",
+    "MigrationError",
+    "QueryError",
+    "QueryResult",
+    "ReadOnlyViolation",
+    "Warehouse",
+    "WarehouseError",
+    "WarehouseUnavailable",
+]

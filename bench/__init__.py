@@ -1,0 +1,55 @@
+"""Benchmarks: each measures one path beside a baseline taken in the same run, and returns a result.
+
+A benchmark is a function registered by name with :func:`benchmark`; ``ossbss bench`` runs them,
+prints a table and writes ``{"NAME": {"value", "unit", "baseline", "ratio", "params"}}`` as JSON.
+Modules named ``bench/bench_*.py`` are discovered automatically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class BenchResult:
+    value: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BenchFn = Callable[[bool], BenchResult]  # called with quick=True for a short smoke run
+REGISTRY: dict[str, tuple[BenchFn, str]] = {}
+
+
+def benchmark(name: str, description: str) -> Callable[[BenchFn], BenchFn]:
+    """Register ``fn(quick: bool) -> BenchResult`` under a stable ``name``."""
+
+    def register(fn: BenchFn) -> BenchFn:
+        if name in REGISTRY:
+            raise ValueError(f"benchmark {name!r} registered twice")
+        REGISTRY[name] = (fn, description)
+        return fn
+
+    return register
+
+
+def discover() -> dict[str, tuple[BenchFn, str]]:
+    """Import every ``bench/bench_*.py`` so their benchmarks register."""
+    import bench
+
+    for info in pkgutil.iter_modules(bench.__path__):
+        if info.name.startswith("bench_"):
+            importlib.import_module(f"bench.{info.name}")
+    return REGISTRY
+
+
+__all__ = ["REGISTRY", "BenchResult", "benchmark", "discover"]

@@ -1,0 +1,236 @@
+"""Configuration: one YAML file plus environment variables for secrets, validated at start.
+
+Every setting has a default that serves the local run, so ``ossbss up`` works with no file at all.
+Errors name the offending key (``streams.allowed_lateness_s: must be >= 0``). Secrets are read from
+the environment (``OSSBSS_KAFKA_PASSWORD``, ``OSSBSS_CLICKHOUSE_PASSWORD``) and never printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``key`` is the dotted path of the offending setting."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = ""  # empty: `ossbss up` starts a local broker under var/kafka
+    partitions: int = 4
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+
+    @property
+    def sasl_password(self) -> str:
+        return os.environ.get("OSSBSS_KAFKA_PASSWORD", "")
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every producer and consumer (secrets included, never logged)."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf.update(
+                {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
+                 "sasl.password": self.sasl_password}
+            )
+        return conf
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise ConfigError("kafka.partitions", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    url: str = "chdb://var/clickhouse"  # or clickhouse://user@host:8123/ossbss (password from env)
+    samples_ttl_days: int = 7
+
+    def validate(self) -> None:
+        if not self.url.startswith(("chdb://", "clickhouse://", "clickhouses://")):
+            raise ConfigError("warehouse.url", "must start with chdb://, clickhouse:// or clickhouses://")
+        if self.samples_ttl_days < 1:
+            raise ConfigError("warehouse.samples_ttl_days", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    app_id: str = "ossbss-streams"
+    allowed_lateness_s: float = 10.0
+    # A partition that saw nothing for this long has its open windows emitted (they are re-emitted
+    # with a higher revision if late samples still arrive within the allowed lateness).
+    idle_close_s: float = 5.0
+    batch_size: int = 5000
+    batch_within_s: float = 0.5
+
+    def validate(self) -> None:
+        if self.allowed_lateness_s < 0:
+            raise ConfigError("streams.allowed_lateness_s", "must be >= 0")
+        if self.idle_close_s <= 0:
+            raise ConfigError("streams.idle_close_s", "must be > 0")
+        if self.batch_size < 1:
+            raise ConfigError("streams.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    group_id: str = "ossbss-sink"
+    batch_size: int = 50_000
+    flush_interval_s: float = 1.0
+    max_retry_backoff_s: float = 30.0
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("sink.batch_size", "must be >= 1")
+        if self.flush_interval_s <= 0:
+            raise ConfigError("sink.flush_interval_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    devices: int = 10
+    interfaces: int = 8
+    interval_s: float = 5.0
+    in_bps: int = 100_000_000
+    out_bps: int = 40_000_000
+    speed_bps: int = 1_000_000_000
+    counter_bits: int = 64
+
+    def validate(self) -> None:
+        for name in ("devices", "interfaces"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"simulator.{name}", "must be >= 1")
+        if self.interval_s <= 0:
+            raise ConfigError("simulator.interval_s", "must be > 0")
+        if self.counter_bits not in (32, 64):
+            raise ConfigError("simulator.counter_bits", "must be 32 or 64")
+
+
+@dataclass(frozen=True)
+class UsageGeneratorConfig:
+    records_per_s: float = 200.0
+    accounts: int = 100
+    # Every Nth generated record is deliberately bad (malformed, unknown account, ...) so the
+    # dead-letter path is exercised; 0 turns that off.
+    bad_every: int = 50
+    seed: int = 7
+
+    def validate(self) -> None:
+        if self.records_per_s <= 0:
+            raise ConfigError("usage.records_per_s", "must be > 0")
+        if self.accounts < 1:
+            raise ConfigError("usage.accounts", "must be >= 1")
+        if self.bad_every < 0:
+            raise ConfigError("usage.bad_every", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class RatingConfig:
+    catalog: str = ""  # empty: the embedded default catalog (rating/catalog.yaml)
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    usage: UsageGeneratorConfig = field(default_factory=UsageGeneratorConfig)
+    rating: RatingConfig = field(default_factory=RatingConfig)
+    var_dir: str = "var"
+    # Sections owned by rooms that parse them themselves (collectors inventory, assurance, billing).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def var_path(self) -> Path:
+        path = Path(self.var_dir)
+        return path if path.is_absolute() else Path.cwd() / path
+
+    def validate(self) -> Config:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "validate"):
+                value.validate()
+        return self
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "config", f"must be a mapping, not {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(_key(prefix, sorted(unknown)[0]), f"unknown setting (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, _key(prefix, name))
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, key)
+    if isinstance(hint, types.GenericAlias) or hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, not {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (hint is int and value != int(value)):
+            raise ConfigError(key, f"must be a{'n integer' if hint is int else ' number'}, not {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str | int | float):
+            raise ConfigError(key, f"must be a string, not {value!r}")
+        return str(value)
+    return value
+
+
+ROOM_SECTIONS = ("collectors", "assurance", "billing", "dashboards")
+
+
+def parse_config(doc: dict[str, Any] | None) -> Config:
+    """Build and validate a :class:`Config` from a parsed YAML mapping."""
+    doc = dict(doc or {})
+    extra = {name: doc.pop(name) for name in ROOM_SECTIONS if name in doc}
+    config: Config = _build(Config, doc, "")
+    return dataclasses.replace(config, extra=extra).validate()
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, else ``./ossbss.yaml`` when present, else the defaults."""
+    if path is None:
+        candidate = Path("ossbss.yaml")
+        if not candidate.exists():
+            return Config().validate()
+        path = candidate
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read config file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"invalid YAML: {exc}") from None
+    return parse_config(doc)

@@ -1,0 +1,81 @@
+"""Small Kafka helpers shared by the shell, the sink and tests: topic creation and offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from models.topics import TOPICS
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be reached; the message says where it was looked for."""
+
+
+def ensure_topics(client_config: dict[str, Any], partitions: int, names: Iterable[str] | None = None) -> None:
+    """Create the pipeline's topics (keyed topics need a fixed partition count) when they do not exist."""
+    admin = AdminClient(client_config)
+    wanted = list(names) if names is not None else [t.name for t in TOPICS]
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {client_config.get('bootstrap.servers')}: {exc}. "
+            "Start the local broker with `python -m ossbss.localstack.kafka start` or set kafka.bootstrap_servers."
+        ) from None
+    missing = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted if name not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
+
+
+def end_offsets(client_config: dict[str, Any], topics: Iterable[str]) -> dict[str, int]:
+    """Total number of records ever written to each topic (sum of high watermarks)."""
+    consumer = Consumer({**client_config, "group.id": "ossbss-offsets-probe", "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(timeout=10)
+        totals: dict[str, int] = {}
+        for topic in topics:
+            meta = md.topics.get(topic)
+            if meta is None or meta.error is not None:
+                totals[topic] = 0
+                continue
+            total = 0
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high
+            totals[topic] = total
+        return totals
+    finally:
+        consumer.close()
+
+
+def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable[str]) -> dict[str, int]:
+    """Records not yet committed by ``group_id`` on each topic."""
+    consumer = Consumer({**client_config, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(timeout=10)
+        lag: dict[str, int] = {}
+        for topic in topics:
+            meta = md.topics.get(topic)
+            if meta is None:
+                lag[topic] = 0
+                continue
+            tps = [TopicPartition(topic, p) for p in meta.partitions]
+            committed = consumer.committed(tps, timeout=10)
+            total = 0
+            for tp in committed:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+                total += high - max(tp.offset, 0)
+            lag[topic] = total
+        return lag
+    finally:
+        consumer.close()

@@ -1,0 +1,302 @@
+"""The local pipeline behind ``ossbss up``: every component, started in order, drained and stopped.
+
+Start order: Kafka (a local broker under ``var/kafka`` unless ``kafka.bootstrap_servers`` is set),
+topics, the warehouse (migrations applied) and its SQL endpoint, the stream worker (a faust-streaming
+process), the sink (a thread of this process, which owns the embedded ClickHouse), then the simulated
+device and usage generator. On stop: the generators stop first, then the pipeline is drained (every
+produced record processed and in ClickHouse), then everything stops in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from collectors.publish import RecordPublisher
+from collectors.simulate import DeviceSimulator, UsageGenerator
+from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
+from ossbss.config import Config
+from ossbss.kafkautil import committed_lag, end_offsets, ensure_topics
+from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
+from warehouse import open_warehouse
+from warehouse.base import Warehouse
+from warehouse.sink import DEFAULT_ROUTES, WarehouseSink
+
+PROGRESS_TOPICS = (TELEMETRY_SAMPLES.name, USAGE_RECORDS.name, INTERFACE_RATES_1M.name, USAGE_RATED.name,
+                   DEAD_LETTERS.name)
+
+
+class PipelineError(RuntimeError):
+    """A component failed to start or stopped unexpectedly; the message says which and where to look."""
+
+
+@dataclass
+class GeneratorCounts:
+    samples: int = 0
+    usage: int = 0
+    usage_bad: int = 0
+
+
+@dataclass
+class RunSummary:
+    seconds: float
+    generated: GeneratorCounts
+    table_rows: dict[str, int] = field(default_factory=dict)
+    usage_rated: int = 0
+    usage_dead_letters: int = 0
+    dead_letters_by_reason: list[tuple[str, str, int]] = field(default_factory=list)
+    rates_in_bps_avg: float | None = None
+    drained: bool = True
+
+    @property
+    def usage_accounted(self) -> bool:
+        return self.usage_rated + self.usage_dead_letters == self.generated.usage
+
+
+class LocalPipeline:
+    def __init__(self, config: Config, config_path: str | None, out: TextIO = sys.stderr) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.out = out
+        self.var = config.var_path
+        self.broker: KafkaBroker | None = None
+        self.bootstrap = config.kafka.bootstrap_servers
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.warehouse: Warehouse | None = None
+        self.sink: WarehouseSink | None = None
+        self.sink_thread: threading.Thread | None = None
+        self.endpoint = None
+        self.counts = GeneratorCounts()
+        self._stop_generators = threading.Event()
+        self._generator_error: BaseException | None = None
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+    def say(self, text: str) -> None:
+        print(f"ossbss: {text}", file=self.out, flush=True)
+
+    # -- start ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.var.mkdir(parents=True, exist_ok=True)
+        (self.var / "log").mkdir(exist_ok=True)
+        self._start_kafka()
+        self.client_config = {**self.config.kafka.client_config(), "bootstrap.servers": self.bootstrap}
+        ensure_topics(self.client_config, self.config.kafka.partitions)
+        self._start_warehouse()
+        self._start_worker()
+        self._start_sink()
+
+    def _start_kafka(self) -> None:
+        if self.bootstrap:
+            self.say(f"using Kafka at {self.bootstrap}")
+            return
+        data_dir = self.var / "kafka"
+        existing = running_broker(data_dir)
+        if existing:
+            self.bootstrap = existing
+            self.say(f"using the local Kafka broker already running at {existing}")
+            return
+        port = 9092 if not port_open("127.0.0.1", 9092) else free_port()
+        self.say(f"starting Apache Kafka (KRaft, one node) on 127.0.0.1:{port}, data in {data_dir} ...")
+        started = time.monotonic()
+        self.broker = KafkaBroker(data_dir, port=port, partitions=self.config.kafka.partitions).start()
+        self.bootstrap = self.broker.bootstrap_servers
+        self.say(f"Kafka is up ({time.monotonic() - started:.1f}s)")
+
+    def _start_warehouse(self) -> None:
+        from warehouse.endpoint import serve_sql
+        from warehouse.migrate import migrate
+
+        self.say(f"opening the warehouse {self.config.warehouse.url} and applying migrations ...")
+        self.warehouse = open_warehouse(self.config.warehouse.url, base_dir=str(Path.cwd()))
+        applied = migrate(self.warehouse, samples_ttl_days=self.config.warehouse.samples_ttl_days)
+        if applied:
+            self.say(f"applied migrations: {', '.join(applied)}")
+        self.endpoint = serve_sql(self.warehouse, self.endpoint_state_file())
+
+    def endpoint_state_file(self) -> Path:
+        return self.var / "sql-endpoint.json"
+
+    def _start_worker(self) -> None:
+        cmd = [sys.executable, "-m", "streams", "--bootstrap", self.bootstrap, "--loglevel", "warn"]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        log_path = self.var / "log" / "streams.log"
+        self.say(f"starting the stream worker (faust-streaming), log in {log_path}")
+        self.worker = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        self.worker_log = log_path
+
+    def _start_sink(self) -> None:
+        assert self.warehouse is not None
+        self.sink = WarehouseSink(self.client_config, self.warehouse, self.config.sink, DEFAULT_ROUTES)
+        self.sink_thread = threading.Thread(target=self.sink.run, name="sink", daemon=True)
+        self.sink_thread.start()
+
+    # -- generators -----------------------------------------------------------------------------------
+
+    def start_generators(self) -> None:
+        thread = threading.Thread(target=self._generate, name="generators", daemon=True)
+        thread.start()
+        self._generator_thread = thread
+
+    def _generate(self) -> None:
+        try:
+            self._generate_loop()
+        except BaseException as exc:
+            self._generator_error = exc
+
+    def _generate_loop(self) -> None:
+        sim_cfg, usage_cfg = self.config.simulator, self.config.usage
+        publisher = RecordPublisher(self.bootstrap, partitioner="murmur2_random", **_extra(self.client_config))
+        now_ms = int(time.time() * 1000)
+        interval_ms = int(sim_cfg.interval_s * 1000)
+        sim = DeviceSimulator(
+            devices=sim_cfg.devices, interfaces=sim_cfg.interfaces, in_bps=sim_cfg.in_bps, out_bps=sim_cfg.out_bps,
+            speed_bps=sim_cfg.speed_bps, start_ms=now_ms - now_ms % interval_ms - interval_ms,
+            counter_bits=sim_cfg.counter_bits,
+            counter_offset=2**32 - sim_cfg.in_bps if sim_cfg.counter_bits == 32 else 0,
+        )
+        usage = UsageGenerator(usage_cfg.accounts, usage_cfg.bad_every, usage_cfg.seed, self.run_id)
+        next_poll = sim.start_ms + interval_ms
+        started = time.monotonic()
+        usage_due = 0.0
+        while not self._stop_generators.is_set():
+            now_ms = int(time.time() * 1000)
+            if now_ms >= next_poll:
+                self.counts.samples += publisher.publish(
+                    TELEMETRY_SAMPLES.name, sim.poll(next_poll), key=lambda r: r.device  # type: ignore[attr-defined]
+                )
+                next_poll += interval_ms
+            target = (time.monotonic() - started) * usage_cfg.records_per_s
+            batch = int(target - usage_due)
+            if batch > 0:
+                for item in usage.generate(batch, now_ms):
+                    publisher.produce_raw(USAGE_RECORDS.name, item.value, item.key)
+                    self.counts.usage += 1
+                    self.counts.usage_bad += 0 if item.valid else 1
+                usage_due += batch
+            publisher.poll()
+            self._stop_generators.wait(0.05)
+        publisher.flush()
+
+    # -- progress, drain, stop ---------------------------------------------------------------------------
+
+    def check_alive(self) -> None:
+        if self.worker is not None and self.worker.poll() is not None:
+            raise PipelineError(
+                f"the stream worker exited with code {self.worker.returncode}; see {self.worker_log}"
+            )
+        if self.sink_thread is not None and not self.sink_thread.is_alive():
+            raise PipelineError("the warehouse sink stopped unexpectedly; see the messages above")
+        if self._generator_error is not None:
+            raise PipelineError(f"the simulators failed: {self._generator_error}")
+
+    def progress_line(self, elapsed: float, phase: str) -> str:
+        assert self.sink is not None
+        rows = self.sink.stats.rows
+        return (
+            f"[{elapsed:5.0f}s] {phase:8} samples {self.counts.samples:,}  usage {self.counts.usage:,}  "
+            f"| rated {rows.get('rated_usage', 0):,}  rates {rows.get('interface_rates_1m', 0):,}  "
+            f"dead letters {rows.get('dead_letters', 0):,}  rows in ClickHouse {sum(rows.values()):,}"
+        )
+
+    def stop_generators(self) -> None:
+        self._stop_generators.set()
+        thread = getattr(self, "_generator_thread", None)
+        if thread is not None:
+            thread.join(timeout=60)
+
+    def drain(self, timeout: float = 120.0, on_tick=None) -> bool:
+        """Wait until every produced record went through the worker and the sink, and windows were emitted."""
+        deadline = time.monotonic() + timeout
+        worker_topics = [TELEMETRY_SAMPLES.name, USAGE_RECORDS.name]
+        sink_topics = [r.topic for r in DEFAULT_ROUTES]
+        stage = "worker"
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if on_tick:
+                on_tick()
+            if stage == "worker":
+                lag = committed_lag(self.client_config, self.config.streams.app_id, worker_topics)
+                if sum(lag.values()) == 0:
+                    stage = "windows"
+                    windows_due = time.monotonic() + self.config.streams.idle_close_s + 2.0
+            elif stage == "windows":
+                if time.monotonic() >= windows_due:
+                    stage = "sink"
+            else:
+                lag = committed_lag(self.client_config, self.config.sink.group_id, sink_topics)
+                if sum(lag.values()) == 0:
+                    # Stay caught up for a moment: the worker may still emit a last window or dead letter.
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since >= 2.0:
+                        return True
+                else:
+                    quiet_since = None
+            time.sleep(0.5)
+        return False
+
+    def stop(self, keep_kafka: bool = False) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        if self.sink is not None:
+            self.sink.stop()
+        if self.sink_thread is not None:
+            self.sink_thread.join(timeout=60)
+        if self.endpoint is not None:
+            with contextlib.suppress(Exception):
+                self.endpoint.stop()
+        if self.broker is not None and not keep_kafka:
+            self.say("stopping Kafka ...")
+            self.broker.stop()
+
+    def summarise(self, seconds: float, drained: bool) -> RunSummary:
+        assert self.warehouse is not None
+        summary = RunSummary(seconds=seconds, generated=self.counts, drained=drained)
+        for route in DEFAULT_ROUTES:
+            table = route.table
+            summary.table_rows[table] = _scalar(self.warehouse, f"SELECT count() FROM {table} FINAL")
+        # This run's usage: its ids start with the run id (the warehouse may hold earlier runs too).
+        summary.usage_rated = _scalar(
+            self.warehouse, f"SELECT count() FROM rated_usage FINAL WHERE startsWith(id, '{self.run_id}')"
+        )
+        summary.usage_dead_letters = _scalar(
+            self.warehouse,
+            f"SELECT count() FROM dead_letters FINAL WHERE topic = '{USAGE_RECORDS.name}' "
+            f"AND position(payload, '{self.run_id}') > 0",
+        )
+        rows = self.warehouse.query(
+            "SELECT stage, reason, count() AS n FROM dead_letters FINAL GROUP BY stage, reason ORDER BY n DESC LIMIT 10"
+        ).rows
+        summary.dead_letters_by_reason = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        avg = self.warehouse.query("SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL").rows
+        summary.rates_in_bps_avg = float(avg[0][0]) if avg and avg[0][0] is not None else None
+        return summary
+
+
+def _extra(client_config: dict) -> dict:
+    return {k: v for k, v in client_config.items() if k != "bootstrap.servers"}
+
+
+def _scalar(warehouse: Warehouse, sql: str) -> int:
+    rows = warehouse.query(sql).rows
+    return int(rows[0][0]) if rows else 0
+
+
+def environment_hint() -> str:
+    return f"python {sys.version.split()[0]}, pid {os.getpid()}"

@@ -1,0 +1,130 @@
+"""Allowance state: how much of each period counter an account has used, and which records did it.
+
+Keyed by ``(account, period)``; inside, one counter per charge name (``used`` base units, saturated
+just past the point where the price stops depending on it) and, per counter, the position at which
+each record was applied. A record id seen again is priced from its stored position and consumes
+nothing, so a replay after a crash gives the same amounts (idempotent on record id).
+
+How a caller persists it (the stream agent, for instance)::
+
+    state = RatingState(loader=lambda account, period: table.get(state_key(account, period)))
+    result = rate_usage(batch, catalog, rated_at_ms=now, state=state)
+    for key, blob in state.take_changes().items():   # only the periods this batch touched
+        table[key] = blob                             # e.g. a faust Table (changelog-backed)
+    # then produce the rated records and commit offsets
+
+Writing the state before the rated records are produced is safe: a replay of the batch finds
+its ids and prices them identically. ``drop_periods_before("2024-01")`` trims old periods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import msgspec
+
+
+class PeriodCounters(msgspec.Struct, kw_only=True):
+    """Counters of one (account, period): ``used[counter]`` and ``applied[counter][record id] = position``."""
+
+    used: dict[str, int] = {}
+    applied: dict[str, dict[str, int]] = {}
+
+
+Loader = Callable[[str, str], "bytes | PeriodCounters | None"]
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(PeriodCounters)
+
+
+def state_key(account: str, period: str) -> str:
+    """A flat string key for external stores: ``"2024-05:ACC-1"`` (a period never holds ':')."""
+    return f"{period}:{account}"
+
+
+def split_state_key(key: str) -> tuple[str, str]:
+    period, _, account = key.partition(":")
+    return account, period
+
+
+class RatingState:
+    """In-memory allowance state with optional lazy loading and change tracking."""
+
+    def __init__(self, loader: Loader | None = None) -> None:
+        self._periods: dict[tuple[str, str], PeriodCounters] = {}
+        self._changed: set[tuple[str, str]] = set()
+        self._loader = loader
+
+    def period(self, account: str, period: str) -> PeriodCounters:
+        """The counters of ``(account, period)``, loaded or created on first use."""
+        key = (account, period)
+        counters = self._periods.get(key)
+        if counters is None:
+            counters = self._load(account, period) or PeriodCounters()
+            self._periods[key] = counters
+        return counters
+
+    def peek(self, account: str, period: str) -> PeriodCounters | None:
+        """The counters if known (loading them if a loader is set), without creating them."""
+        key = (account, period)
+        counters = self._periods.get(key)
+        if counters is None:
+            counters = self._load(account, period)
+            if counters is not None:
+                self._periods[key] = counters
+        return counters
+
+    def _load(self, account: str, period: str) -> PeriodCounters | None:
+        if self._loader is None:
+            return None
+        loaded = self._loader(account, period)
+        if loaded is None or isinstance(loaded, PeriodCounters):
+            return loaded
+        return _DECODER.decode(loaded)
+
+    def mark_changed(self, account: str, period: str) -> None:
+        self._changed.add((account, period))
+
+    def used(self, account: str, period: str, counter: str) -> int:
+        counters = self.peek(account, period)
+        return 0 if counters is None else counters.used.get(counter, 0)
+
+    def take_changes(self) -> dict[str, bytes]:
+        """Encoded counters of every period changed since the last call, by :func:`state_key`."""
+        changes = {
+            state_key(account, period): _ENCODER.encode(self._periods[(account, period)])
+            for account, period in sorted(self._changed)
+        }
+        self._changed.clear()
+        return changes
+
+    def items(self) -> Iterator[tuple[tuple[str, str], PeriodCounters]]:
+        return iter(self._periods.items())
+
+    def drop_periods_before(self, period: str) -> int:
+        """Forget periods that sort before ``period`` (``"2024-05"``); returns how many were dropped."""
+        old = [key for key in self._periods if key[1] < period]
+        for key in old:
+            del self._periods[key]
+            self._changed.discard(key)
+        return len(old)
+
+    def to_bytes(self) -> bytes:
+        """The whole state, for a snapshot file."""
+        return _ENCODER.encode({state_key(*key): value for key, value in self._periods.items()})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, loader: Loader | None = None) -> RatingState:
+        state = cls(loader)
+        decoded = msgspec.msgpack.decode(blob, type=dict[str, PeriodCounters])
+        state._periods = {split_state_key(key): value for key, value in decoded.items()}
+        return state
+
+    def copy(self) -> RatingState:
+        return RatingState.from_bytes(self.to_bytes(), self._loader)
+
+    def snapshot(self) -> dict[str, PeriodCounters]:
+        """A comparable plain copy (tests compare a reference run's state with a kernel run's)."""
+        return msgspec.msgpack.decode(self.to_bytes(), type=dict[str, PeriodCounters])
+
+
+__all__ = ["Loader", "PeriodCounters", "RatingState", "split_state_key", "state_key"]

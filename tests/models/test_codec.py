@@ -1,0 +1,93 @@
+"""Wire codec: round trips, validation reasons, oversized and binary payloads, schema versions."""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+
+import pytest
+
+from models import (
+    DeadLetter,
+    RatedUsage,
+    RecordCodec,
+    TelemetrySample,
+    UsageRecord,
+    dead_letter_for,
+    decode_batch,
+    encode,
+)
+from models.codec import MAX_RECORD_BYTES
+
+
+def usage(**overrides):
+    fields = dict(id="u1", account="ACC-1", service="data", start_ms=1_000, end_ms=2_000, bytes_up=5, bytes_down=7)
+    fields.update(overrides)
+    return fields
+
+
+def test_round_trip_keeps_money_exact():
+    rated = RatedUsage(
+        id="u1", account="A", service="data", start_ms=1, end_ms=2, quantity=Decimal("1.000000001"), unit="GB",
+        amount=Decimal("0.500001"), currency="EUR", plan="p",
+    )
+    wire = encode(rated)
+    assert b'"amount":"0.500001"' in wire  # a string, never a float
+    assert RecordCodec(RatedUsage).decode(wire) == rated
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b'{"id": "x", "service": "data", "start_ms": 1, "end_ms": 2}', "missing required field `account`"),
+        (encode(UsageRecord(**usage())).replace(b'"bytes_up":5', b'"bytes_up":-5'), "`$.bytes_up`"),
+        (encode(UsageRecord(**usage())).replace(b'"bytes_up":5', b'"bytes_up":"5"'), "Expected `int`"),
+        (b'{"id":"u1","account":"A","service":"s","start_ms":9,"end_ms":2}', "end_ms is before start_ms"),
+        (b'{"id":"u1","account":"A","service":"s","start_ms":1,"end_ms":2,"bytes_up":NaN}', "malformed JSON"),
+        (b'{"id":"u1","account":"A","service":"s","start_ms":1,"end_ms":2,"bytes_up":1e400}', "out of range - at `$.bytes_up`"),
+        (b'{"id":"","account":"A","service":"s","start_ms":1,"end_ms":2}', "`$.id`"),
+        (b'{"id":"u","account":"A","service":"s","start_ms":99999999999999999,"end_ms":99999999999999999}',
+         "`$.start_ms`"),
+        (b'{"id":"u","v":9,"account":"A","service":"s","start_ms":1,"end_ms":2}', "unsupported schema version 9"),
+        (b"null", "Expected `object`"),
+    ],
+)
+def test_invalid_usage_is_refused_with_its_reason(payload, reason):
+    records, kept, failures = decode_batch(UsageRecord, [payload])
+    assert records == [] and kept == []
+    assert len(failures) == 1 and reason in failures[0].reason
+
+
+def test_oversized_message_is_refused_before_decoding():
+    big = b'{"id": "' + b"x" * (MAX_RECORD_BYTES + 1) + b'"}'
+    with pytest.raises(ValueError, match="oversized"):
+        RecordCodec(UsageRecord).decode(big)
+
+
+def test_counter_above_64_bits_is_refused():
+    with pytest.raises(ValueError, match="exceeds a 64-bit counter"):
+        RecordCodec(TelemetrySample).decode(
+            b'{"id":"s","device":"d","if_index":1,"ts_ms":1,"in_octets":18446744073709551616}'
+        )
+
+
+def test_batch_keeps_good_records_and_positions():
+    good = encode(UsageRecord(**usage()))
+    records, kept, failures = decode_batch(UsageRecord, [good, b"garbage", good])
+    assert kept == [0, 2] and [f.index for f in failures] == [1]
+    assert records[0].account == "ACC-1"
+
+
+def test_dead_letter_keeps_binary_payload_lossless():
+    raw = b"\xff\xfe\x00garbage"
+    dl = dead_letter_for(raw, topic="t", stage="s", reason="bad", partition=2, offset=41)
+    assert dl.payload_encoding == "base64" and base64.b64decode(dl.payload) == raw
+    assert dl.id == "t/2/41/s"
+    assert RecordCodec(DeadLetter).decode(encode(dl)) == dl
+
+
+def test_dead_letter_without_offset_has_stable_id():
+    a = dead_letter_for(b"x", topic="file:u.csv", stage="ingest", reason="line 3: bad")
+    b = dead_letter_for(b"x", topic="file:u.csv", stage="ingest", reason="line 3: bad")
+    assert a.id == b.id and a.payload == "x"

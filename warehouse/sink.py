@@ -1,0 +1,256 @@
+"""The batched, idempotent Kafka -> ClickHouse sink.
+
+Flush order (each step says what it guarantees):
+
+1. insert every table's batch into ClickHouse: rows are keyed by record id in ReplacingMergeTree
+   tables, so inserting a batch again after a crash leaves one row per id;
+2. produce the batch's dead letters and wait for them: a refused record is on the broker before its
+   input offset is committed;
+3. commit the Kafka offsets of the batch, synchronously: only what is in ClickHouse is committed, so
+   a crash before this step replays the batch (harmless by 1) and a crash after it loses nothing;
+4. update the counters: they describe only committed work.
+
+While the warehouse is unavailable the sink pauses its partitions, keeps its group membership alive,
+and retries with exponential backoff; nothing is consumed meanwhile (back-pressure), nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from models.codec import RecordCodec, dead_letter_for, encode
+from models.records import (
+    Alert,
+    DeadLetter,
+    FaultEvent,
+    InterfaceRate,
+    RatedUsage,
+    Record,
+    TelemetrySample,
+    UsageRecord,
+)
+from models.topics import (
+    ALERTS,
+    DEAD_LETTERS,
+    FAULT_EVENTS,
+    INTERFACE_RATES_1M,
+    TELEMETRY_SAMPLES,
+    USAGE_RATED,
+    USAGE_RECORDS,
+)
+from ossbss.config import SinkConfig
+from warehouse.base import QueryError, Warehouse, WarehouseUnavailable
+from warehouse.rows import columns_for
+
+log = logging.getLogger("ossbss.sink")
+
+
+@dataclass(frozen=True)
+class SinkRoute:
+    """Where a topic lands. ``validated_by`` names the stream stage that dead-letters the topic's bad
+    records; the sink then skips (and counts) them rather than dead-lettering them a second time."""
+
+    topic: str
+    record_type: type[Record]
+    table: str
+    validated_by: str | None = None
+
+
+DEFAULT_ROUTES: tuple[SinkRoute, ...] = (
+    SinkRoute(TELEMETRY_SAMPLES.name, TelemetrySample, "telemetry_samples", validated_by="interface_rates"),
+    SinkRoute(USAGE_RECORDS.name, UsageRecord, "usage_records", validated_by="rating"),
+    SinkRoute(INTERFACE_RATES_1M.name, InterfaceRate, "interface_rates_1m"),
+    SinkRoute(USAGE_RATED.name, RatedUsage, "rated_usage"),
+    SinkRoute(FAULT_EVENTS.name, FaultEvent, "fault_events"),
+    SinkRoute(ALERTS.name, Alert, "alerts"),
+    SinkRoute(DEAD_LETTERS.name, DeadLetter, "dead_letters"),
+)
+
+
+@dataclass
+class SinkStats:
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    consumed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letters: int = 0
+    skipped_invalid: int = 0
+    batches: int = 0
+    retries: int = 0
+    last_batch_ms: float = 0.0
+    last_flush_at: float = 0.0
+
+
+class WarehouseSink:
+    """Consumes the pipeline's topics and writes them to the warehouse in columnar batches."""
+
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        warehouse: Warehouse,
+        config: SinkConfig,
+        routes: tuple[SinkRoute, ...] = DEFAULT_ROUTES,
+        on_flush: Callable[[SinkStats], None] | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.config = config
+        self.routes = {r.topic: r for r in routes}
+        self.codecs = {r.topic: RecordCodec(r.record_type) for r in routes}
+        self.stats = SinkStats()
+        self.on_flush = on_flush
+        self.consumer = Consumer(
+            {
+                **client_config,
+                "group.id": config.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": 600_000,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "queued.max.messages.kbytes": 256 * 1024,
+            }
+        )
+        self.producer = Producer({**client_config, "enable.idempotence": True, "linger.ms": 10})
+        self._assignment: list[TopicPartition] = []
+        self._stop = threading.Event()
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment = partitions
+
+    def start(self) -> None:
+        self.consumer.subscribe(list(self.routes), on_assign=self._on_assign)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume and flush until :meth:`stop`; the last partial batch is flushed before returning."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.poll_batch()
+        finally:
+            self.consumer.close()
+            self.producer.flush(30)
+
+    def poll_batch(self) -> int:
+        """Gather up to ``batch_size`` messages or ``flush_interval_s``, then flush them; returns messages."""
+        deadline = time.monotonic() + self.config.flush_interval_s
+        messages: list[Message] = []
+        while len(messages) < self.config.batch_size and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            got = self.consumer.consume(min(self.config.batch_size - len(messages), 10_000), timeout=remaining)
+            for msg in got:
+                err = msg.error()
+                if err is None:
+                    messages.append(msg)
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("sink: consume error %s", err)
+        if messages:
+            self.flush(messages)
+        return len(messages)
+
+    # -- flushing ----------------------------------------------------------------------------------
+
+    def flush(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for msg in messages:
+            by_topic[msg.topic()].append(msg)
+        inserts: list[tuple[str, list[Record], list[Message]]] = []
+        dead: list[DeadLetter] = []
+        skipped = 0
+        for topic, msgs in by_topic.items():
+            route = self.routes[topic]
+            records, kept, failures = self.codecs[topic].decode_batch([m.value() for m in msgs])
+            for failure in failures:
+                m = msgs[failure.index]
+                if route.validated_by:
+                    skipped += 1  # the owning stream stage dead-letters this record, with its reason
+                else:
+                    dead.append(self._dead_letter(m, failure.reason))
+            if records:
+                inserts.append((route.table, records, [msgs[i] for i in kept]))
+        # 1. insert (idempotent on record id)
+        for table, records, msgs in inserts:
+            dead.extend(self._insert_with_retry(table, records, msgs))
+        # 2. dead letters on the broker before the offsets move
+        for dl in dead:
+            self.producer.produce(DEAD_LETTERS.name, encode(dl), dl.topic.encode())
+        if dead and self.producer.flush(60) > 0:
+            raise RuntimeError("sink: dead letters could not be delivered to Kafka; not committing offsets")
+        # 3. commit what is now in the warehouse
+        self._commit(messages)
+        # 4. counters
+        for table, records, _ in inserts:
+            self.stats.rows[table] += len(records)
+        for topic, msgs in by_topic.items():
+            self.stats.consumed[topic] += len(msgs)
+        self.stats.dead_letters += len(dead)
+        self.stats.skipped_invalid += skipped
+        self.stats.batches += 1
+        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        self.stats.last_flush_at = time.time()
+        if self.on_flush:
+            self.on_flush(self.stats)
+
+    def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
+        return dead_letter_for(
+            msg.value(), topic=msg.topic(), stage="sink", reason=reason, partition=msg.partition(), offset=msg.offset()
+        )
+
+    def _insert_with_retry(self, table: str, records: list[Record], msgs: list[Message]) -> list[DeadLetter]:
+        """Insert, backing off while the warehouse is unavailable; rows the engine refuses become dead letters."""
+        backoff = 0.5
+        while True:
+            try:
+                return self._insert_isolating(table, records, msgs)
+            except WarehouseUnavailable as exc:
+                self.stats.retries += 1
+                wait = min(max(backoff, exc.retry_after), self.config.max_retry_backoff_s)
+                log.warning("sink: warehouse unavailable (%s); retrying %s in %.1fs", exc, table, wait)
+                self._wait_paused(wait)
+                backoff = min(backoff * 2, self.config.max_retry_backoff_s)
+                if self._stop.is_set() and backoff >= self.config.max_retry_backoff_s:
+                    raise
+
+    def _insert_isolating(self, table: str, records: list[Record], msgs: list[Message]) -> list[DeadLetter]:
+        try:
+            self.warehouse.insert_columns(table, columns_for(table, records))
+            return []
+        except QueryError as exc:
+            if len(records) == 1:
+                return [self._dead_letter(msgs[0], f"warehouse refused the row for {table}: {exc}")]
+            # Halve the batch until the refused rows are isolated; the others still land.
+            mid = len(records) // 2
+            return self._insert_isolating(table, records[:mid], msgs[:mid]) + self._insert_isolating(
+                table, records[mid:], msgs[mid:]
+            )
+
+    def _wait_paused(self, seconds: float) -> None:
+        # Pausing keeps the group membership alive while nothing new is fetched (back-pressure).
+        if self._assignment:
+            self.consumer.pause(self._assignment)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.consumer.consume(1, timeout=min(0.5, max(end - time.monotonic(), 0.01)))
+        if self._assignment:
+            self.consumer.resume(self._assignment)
+
+    def _commit(self, messages: list[Message]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic(), m.partition())
+            if m.offset() >= last.get(key, -1):
+                last[key] = m.offset()
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
