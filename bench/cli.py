@@ -35,7 +35,10 @@ def run_bench(args: argparse.Namespace) -> int:
     names = args.names or sorted(registry)
     unknown = [n for n in names if n not in registry]
     if unknown:
-        print(f"ossbss: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(registry))}", file=sys.stderr)
+        print(
+            f"ossbss: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(registry))}",
+            file=sys.stderr,
+        )
         return 2
     results: dict[str, BenchResult] = {}
     failed = 0

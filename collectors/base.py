@@ -139,6 +139,10 @@ class RecordSink(Protocol):
 
     def emit(self, topic: Topic, records: Sequence[Record]) -> None: ...
 
+    def flush(self) -> None:
+        """Block until everything emitted so far is durable (delivered to Kafka); raise if not."""
+        ...
+
 
 def record_key(topic: Topic) -> Callable[[Record], str]:
     """The Kafka key of a record on ``topic``: the attribute the topic names (device, account, ...)."""
@@ -158,6 +162,9 @@ class ListSink:
     def records(self, topic: Topic) -> list[Record]:
         return self.by_topic.get(topic.name, [])
 
+    def flush(self) -> None:
+        return None
+
 
 class PublisherSink:
     """Produces records through a :class:`collectors.publish.RecordPublisher` (keyed by the topic's key)."""
@@ -172,6 +179,9 @@ class PublisherSink:
             key = self._keys[topic.name] = record_key(topic)
         self.publisher.publish(topic.name, records, key)
         self.publisher.poll()  # serve delivery reports so the producer queue never stalls
+
+    def flush(self) -> None:
+        self.publisher.flush()
 
 
 @dataclass
@@ -201,10 +211,16 @@ class Collector(ABC, Generic[C]):
     type_name: ClassVar[str]
     config_type: ClassVar[type[CollectorConfig]]
 
-    def __init__(self, config: C, sink: RecordSink) -> None:
+    def __init__(
+        self, config: C, sink: RecordSink, *, config_key: str = "", kafka: Mapping[str, Any] | None = None
+    ) -> None:
         self.config = config
         self.sink = sink
         self.stats = CollectorStats()
+        # dotted path of this collector's section, so errors found at start name the setting
+        self.config_key = config_key or f"collectors.{config.name or self.type_name}"
+        # librdkafka client settings (bootstrap, SASL) for collectors that consume from Kafka
+        self.kafka = dict(kafka or {})
 
     @property
     def name(self) -> str:
@@ -314,9 +330,11 @@ def parse_collectors(section: Any, key: str = "collectors") -> list[CollectorCon
     return configs
 
 
-def build_collector(config: CollectorConfig, sink: RecordSink) -> Collector[Any]:
-    """Instantiate the collector for a parsed config."""
-    return collector_class(config.type)(config, sink)
+def build_collector(
+    config: CollectorConfig, sink: RecordSink, *, config_key: str = "", kafka: Mapping[str, Any] | None = None
+) -> Collector[Any]:
+    """Instantiate the collector for a parsed config; secrets are read here (errors name the key)."""
+    return collector_class(config.type)(config, sink, config_key=config_key, kafka=kafka)
 
 
 def now_ms() -> int:

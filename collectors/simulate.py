@@ -110,9 +110,7 @@ class UsageGenerator:
             down = self.rng.randrange(0, 500_000_000)
             if self.bad_every and self.seq % self.bad_every == 0:
                 kind = BAD_KINDS[(self.seq // self.bad_every) % len(BAD_KINDS)]
-                yield GeneratedUsage(
-                    account.encode(), self._bad(kind, rid, account, start, now_ms), False, kind
-                )
+                yield GeneratedUsage(account.encode(), self._bad(kind, rid, account, start, now_ms), False, kind)
                 continue
             record = UsageRecord(
                 id=rid,

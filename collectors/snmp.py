@@ -488,9 +488,9 @@ class SnmpCollector(Collector[SnmpConfig]):
 
     config_type = SnmpConfig
 
-    def __init__(self, config: SnmpConfig, sink: RecordSink, config_key: str = "") -> None:
-        super().__init__(config, sink)
-        key = config_key or f"collectors.{self.name}"
+    def __init__(self, config: SnmpConfig, sink: RecordSink, **context: Any) -> None:
+        super().__init__(config, sink, **context)
+        key = self.config_key
         self.endpoint = SnmpEndpoint()
         self.endpoint.on_malformed = self._on_malformed
         self.targets: list[TargetState] = []

@@ -144,9 +144,9 @@ class TrapCollector(Collector[TrapConfig]):
 
     config_type = TrapConfig
 
-    def __init__(self, config: TrapConfig, sink: RecordSink, config_key: str = "") -> None:
-        super().__init__(config, sink)
-        key = config_key or f"collectors.{self.name}"
+    def __init__(self, config: TrapConfig, sink: RecordSink, **context: Any) -> None:
+        super().__init__(config, sink, **context)
+        key = self.config_key
         communities = list(config.communities)
         if config.communities_env:
             secret = read_secret(f"{key}.communities_env", config.communities_env)
@@ -332,10 +332,9 @@ class TrapCollector(Collector[TrapConfig]):
             self._send(encode_community_message(msg.version, msg.community, response), addr)
             return
         user = self._users[msg.user_name]
-        scoped = tlv(
-            SEQUENCE,
-            tlv(OCTET_STRING, self.engine.engine_id) + tlv(OCTET_STRING, msg.context_name) + response,
-        )
+        # the context is echoed: a notification's contextEngineID is the originator's (RFC 3413 3.2)
+        context = tlv(OCTET_STRING, msg.context_engine_id) + tlv(OCTET_STRING, msg.context_name)
+        scoped = tlv(SEQUENCE, context + response)
         self._send(
             encode_v3(user, self.engine, msg.msg_id, scoped, self._salts, flags=user.level_flags), addr
         )

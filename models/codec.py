@@ -45,7 +45,7 @@ class RecordCodec(Generic[R]):
         self.max_bytes = max_bytes
         self._decoder = msgspec.json.Decoder(record_type)
 
-    def decode(self, value: bytes) -> R:
+    def decode(self, value: bytes | None) -> R:
         """Decode one value; raises ``ValueError`` with the reason when it is not a valid record."""
         if value is None:
             raise ValueError("empty message (null value)")
@@ -61,7 +61,7 @@ class RecordCodec(Generic[R]):
             raise ValueError(f"unsupported schema version {record.v} (this build reads <= {SCHEMA_VERSION})")
         return record
 
-    def decode_batch(self, values: Sequence[bytes]) -> tuple[list[R], list[int], list[DecodeFailure]]:
+    def decode_batch(self, values: Sequence[bytes | None]) -> tuple[list[R], list[int], list[DecodeFailure]]:
         """Decode many values: (records, their indexes in ``values``, failures)."""
         records: list[R] = []
         kept: list[int] = []
@@ -79,7 +79,9 @@ class RecordCodec(Generic[R]):
 _codecs: dict[type, RecordCodec] = {}
 
 
-def decode_batch(record_type: type[R], values: Sequence[bytes]) -> tuple[list[R], list[int], list[DecodeFailure]]:
+def decode_batch(
+    record_type: type[R], values: Sequence[bytes | None]
+) -> tuple[list[R], list[int], list[DecodeFailure]]:
     """Decode ``values`` as ``record_type`` with a cached codec."""
     codec = _codecs.get(record_type)
     if codec is None:

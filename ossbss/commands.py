@@ -41,12 +41,22 @@ def register(subparsers: Any) -> None:
         epilog=UP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    up.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                    help="run the simulators this long, then drain and stop (default: until Ctrl-C)")
+    up.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the simulators this long, then drain and stop (default: until Ctrl-C)",
+    )
     up.add_argument("--fresh", action="store_true", help="delete var/ data (Kafka, ClickHouse, state) before starting")
     up.add_argument("--keep-kafka", action="store_true", help="leave the local Kafka broker running afterwards")
-    up.add_argument("--drain-timeout", type=float, default=180.0, metavar="SECONDS",
-                    help="how long to wait for the pipeline to drain at the end (default: 180)")
+    up.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="how long to wait for the pipeline to drain at the end (default: 180)",
+    )
     up.set_defaults(func=run_up)
 
     sql = subparsers.add_parser(
@@ -67,9 +77,12 @@ def register(subparsers: Any) -> None:
         description="Run one component against the configured Kafka and warehouse until SIGTERM. Run N copies of "
         "a component to share its topics' partitions (same consumer group).",
     )
-    worker.add_argument("component", choices=["streams", "sink"],
-                        help="streams: the faust-streaming worker (rates, windows, rating); "
-                        "sink: Kafka -> ClickHouse batched, idempotent writer")
+    worker.add_argument(
+        "component",
+        choices=["streams", "sink"],
+        help="streams: the faust-streaming worker (rates, windows, rating); "
+        "sink: Kafka -> ClickHouse batched, idempotent writer",
+    )
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(func=run_worker)
 
@@ -95,7 +108,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.fresh and config.var_path.exists():
-        for name in ("kafka", "clickhouse", "streams", "sql-endpoint.json"):
+        for name in ("kafka", "clickhouse", "streams"):
             target = config.var_path / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -188,7 +201,7 @@ def run_sql(args: argparse.Namespace) -> int:
     config = _load(args)
     url = args.warehouse or config.warehouse.url
     try:
-        result = run_readonly_query(url, args.query, state_file=config.var_path / "sql-endpoint.json")
+        result = run_readonly_query(url, args.query)
     except QueryError as exc:
         print(f"ossbss: query refused: {exc}", file=sys.stderr)
         return 1
@@ -206,8 +219,11 @@ def _bootstrap_or_exit(config: Any) -> str:
         found = running_broker(config.var_path / "kafka")
         if found:
             return found
-        print("ossbss: kafka.bootstrap_servers is not set and no local broker is running; set it in the config, "
-              "or start one with `python -m ossbss.localstack.kafka start`", file=sys.stderr)
+        print(
+            "ossbss: kafka.bootstrap_servers is not set and no local broker is running; set it in the config, "
+            "or start one with `python -m ossbss.localstack.kafka start`",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return str(config.kafka.bootstrap_servers)
 
@@ -224,15 +240,17 @@ def run_worker(args: argparse.Namespace) -> int:
         return 0
     from ossbss.kafkautil import ensure_topics
     from warehouse import open_warehouse
-    from warehouse.endpoint import serve_sql
-    from warehouse.migrate import migrate
+    from warehouse.endpoint import endpoint_state_file, serve_sql
+    from warehouse.migrate import apply_migrations
     from warehouse.sink import WarehouseSink
+    from warehouse.urls import parse_warehouse_url
 
     client = {**config.kafka.client_config(), "bootstrap.servers": bootstrap}
     ensure_topics(client, config.kafka.partitions)
     wh = open_warehouse(config.warehouse.url)
-    migrate(wh, samples_ttl_days=config.warehouse.samples_ttl_days)
-    endpoint = serve_sql(wh, config.var_path / "sql-endpoint.json") if config.warehouse.url.startswith("chdb") else None
+    apply_migrations(wh, telemetry_ttl_days=config.warehouse.samples_ttl_days)
+    parsed = parse_warehouse_url(config.warehouse.url)
+    endpoint = serve_sql(wh, endpoint_state_file(parsed.path)) if parsed.driver == "chdb" and parsed.path else None
     sink = WarehouseSink(client, wh, config.sink)
     signal.signal(signal.SIGTERM, lambda *_: sink.stop())
     signal.signal(signal.SIGINT, lambda *_: sink.stop())
@@ -249,12 +267,12 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_migrate(args: argparse.Namespace) -> int:
     from warehouse import open_warehouse
     from warehouse.base import WarehouseError
-    from warehouse.migrate import migrate
+    from warehouse.migrate import apply_migrations
 
     config = _load(args)
     try:
         wh = open_warehouse(config.warehouse.url)
-        applied = migrate(wh, samples_ttl_days=config.warehouse.samples_ttl_days)
+        applied = apply_migrations(wh, telemetry_ttl_days=config.warehouse.samples_ttl_days)
         wh.close()
     except WarehouseError as exc:
         print(f"ossbss: migration failed: {exc}", file=sys.stderr)

@@ -47,8 +47,11 @@ class KafkaConfig:
             conf["security.protocol"] = self.security_protocol
         if self.sasl_mechanism:
             conf.update(
-                {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
-                 "sasl.password": self.sasl_password}
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password,
+                }
             )
         return conf
 
@@ -78,8 +81,17 @@ class StreamsConfig:
     idle_close_s: float = 5.0
     batch_size: int = 5000
     batch_within_s: float = 0.5
+    # A clock this far ahead of ours is a broken device or file, not the future: dead-lettered,
+    # since one such timestamp would push the watermark ahead and make every honest sample late.
+    max_future_skew_s: float = 300.0
+    # Usage that started longer ago than this is refused (stale files, wrong units in timestamps).
+    max_usage_age_days: float = 400.0
 
     def validate(self) -> None:
+        if self.max_future_skew_s < 0:
+            raise ConfigError("streams.max_future_skew_s", "must be >= 0")
+        if self.max_usage_age_days <= 0:
+            raise ConfigError("streams.max_usage_age_days", "must be > 0")
         if self.allowed_lateness_s < 0:
             raise ConfigError("streams.allowed_lateness_s", "must be >= 0")
         if self.idle_close_s <= 0:
@@ -190,7 +202,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, key)
     if isinstance(hint, types.GenericAlias) or hint is Any:
         return value

@@ -26,7 +26,9 @@ def ensure_topics(client_config: dict[str, Any], partitions: int, names: Iterabl
             f"cannot reach Kafka at {client_config.get('bootstrap.servers')}: {exc}. "
             "Start the local broker with `python -m ossbss.localstack.kafka start` or set kafka.bootstrap_servers."
         ) from None
-    missing = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted if name not in existing]
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted if name not in existing
+    ]
     if not missing:
         return
     for name, future in admin.create_topics(missing, operation_timeout=30).items():
@@ -50,7 +52,7 @@ def end_offsets(client_config: dict[str, Any], topics: Iterable[str]) -> dict[st
                 continue
             total = 0
             for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 total += high
             totals[topic] = total
         return totals

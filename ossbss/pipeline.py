@@ -18,21 +18,26 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
-from ossbss.kafkautil import committed_lag, end_offsets, ensure_topics
+from ossbss.kafkautil import committed_lag, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
 from warehouse import open_warehouse
 from warehouse.base import Warehouse
+from warehouse.endpoint import SqlEndpoint
 from warehouse.sink import DEFAULT_ROUTES, WarehouseSink
 
-PROGRESS_TOPICS = (TELEMETRY_SAMPLES.name, USAGE_RECORDS.name, INTERFACE_RATES_1M.name, USAGE_RATED.name,
-                   DEAD_LETTERS.name)
+PROGRESS_TOPICS = (
+    TELEMETRY_SAMPLES.name,
+    USAGE_RECORDS.name,
+    INTERFACE_RATES_1M.name,
+    USAGE_RATED.name,
+    DEAD_LETTERS.name,
+)
 
 
 class PipelineError(RuntimeError):
@@ -74,7 +79,7 @@ class LocalPipeline:
         self.warehouse: Warehouse | None = None
         self.sink: WarehouseSink | None = None
         self.sink_thread: threading.Thread | None = None
-        self.endpoint = None
+        self.endpoint: SqlEndpoint | None = None
         self.counts = GeneratorCounts()
         self._stop_generators = threading.Event()
         self._generator_error: BaseException | None = None
@@ -113,18 +118,20 @@ class LocalPipeline:
         self.say(f"Kafka is up ({time.monotonic() - started:.1f}s)")
 
     def _start_warehouse(self) -> None:
-        from warehouse.endpoint import serve_sql
-        from warehouse.migrate import migrate
+        from warehouse.endpoint import endpoint_state_file, serve_sql
+        from warehouse.migrate import apply_migrations
+        from warehouse.urls import parse_warehouse_url
 
-        self.say(f"opening the warehouse {self.config.warehouse.url} and applying migrations ...")
-        self.warehouse = open_warehouse(self.config.warehouse.url, base_dir=str(Path.cwd()))
-        applied = migrate(self.warehouse, samples_ttl_days=self.config.warehouse.samples_ttl_days)
+        url = self.config.warehouse.url
+        self.say(f"opening the warehouse {url} and applying migrations ...")
+        self.warehouse = open_warehouse(url)
+        applied = apply_migrations(self.warehouse, telemetry_ttl_days=self.config.warehouse.samples_ttl_days)
         if applied:
             self.say(f"applied migrations: {', '.join(applied)}")
-        self.endpoint = serve_sql(self.warehouse, self.endpoint_state_file())
-
-    def endpoint_state_file(self) -> Path:
-        return self.var / "sql-endpoint.json"
+        parsed = parse_warehouse_url(url)
+        if parsed.driver == "chdb" and parsed.path is not None:
+            # This process owns the embedded engine: answer `ossbss sql` from other processes.
+            self.endpoint = serve_sql(self.warehouse, endpoint_state_file(parsed.path))
 
     def _start_worker(self) -> None:
         cmd = [sys.executable, "-m", "streams", "--bootstrap", self.bootstrap, "--loglevel", "warn"]
@@ -132,7 +139,8 @@ class LocalPipeline:
             cmd += ["--config", self.config_path]
         log_path = self.var / "log" / "streams.log"
         self.say(f"starting the stream worker (faust-streaming), log in {log_path}")
-        self.worker = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        with open(log_path, "ab") as log_file:
+            self.worker = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         self.worker_log = log_path
 
     def _start_sink(self) -> None:
@@ -160,8 +168,12 @@ class LocalPipeline:
         now_ms = int(time.time() * 1000)
         interval_ms = int(sim_cfg.interval_s * 1000)
         sim = DeviceSimulator(
-            devices=sim_cfg.devices, interfaces=sim_cfg.interfaces, in_bps=sim_cfg.in_bps, out_bps=sim_cfg.out_bps,
-            speed_bps=sim_cfg.speed_bps, start_ms=now_ms - now_ms % interval_ms - interval_ms,
+            devices=sim_cfg.devices,
+            interfaces=sim_cfg.interfaces,
+            in_bps=sim_cfg.in_bps,
+            out_bps=sim_cfg.out_bps,
+            speed_bps=sim_cfg.speed_bps,
+            start_ms=now_ms - now_ms % interval_ms - interval_ms,
             counter_bits=sim_cfg.counter_bits,
             counter_offset=2**32 - sim_cfg.in_bps if sim_cfg.counter_bits == 32 else 0,
         )
@@ -173,7 +185,9 @@ class LocalPipeline:
             now_ms = int(time.time() * 1000)
             if now_ms >= next_poll:
                 self.counts.samples += publisher.publish(
-                    TELEMETRY_SAMPLES.name, sim.poll(next_poll), key=lambda r: r.device  # type: ignore[attr-defined]
+                    TELEMETRY_SAMPLES.name,
+                    sim.poll(next_poll),
+                    key=lambda r: r.device,  # type: ignore[attr-defined]
                 )
                 next_poll += interval_ms
             target = (time.monotonic() - started) * usage_cfg.records_per_s
@@ -192,9 +206,7 @@ class LocalPipeline:
 
     def check_alive(self) -> None:
         if self.worker is not None and self.worker.poll() is not None:
-            raise PipelineError(
-                f"the stream worker exited with code {self.worker.returncode}; see {self.worker_log}"
-            )
+            raise PipelineError(f"the stream worker exited with code {self.worker.returncode}; see {self.worker_log}")
         if self.sink_thread is not None and not self.sink_thread.is_alive():
             raise PipelineError("the warehouse sink stopped unexpectedly; see the messages above")
         if self._generator_error is not None:

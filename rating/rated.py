@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 import msgspec
 
@@ -79,7 +80,7 @@ def breakdown_json(lines: list[LineDetail]) -> str:
 
 
 def rated_record(
-    record: UsageRecord, plan: Plan, lines: list[LineDetail], *, rated_at_ms: int, rating_version: int = 1
+    record: UsageRecord | RecordKeys, plan: Plan, lines: list[LineDetail], *, rated_at_ms: int, rating_version: int = 1
 ) -> RatedUsage:
     """The rated record: amount is the sum of the (rounded) lines; quantity and unit from the first line."""
     amount = lines[0].amount
@@ -104,4 +105,14 @@ def rated_record(
     )
 
 
-__all__ = ["LineDetail", "RatingResult", "breakdown_json", "rated_record"]
+class RecordKeys(NamedTuple):
+    """The fields of a usage record that a rated record repeats."""
+
+    id: str
+    account: str
+    service: str
+    start_ms: int
+    end_ms: int
+
+
+__all__ = ["LineDetail", "RecordKeys", "RatingResult", "breakdown_json", "rated_record"]

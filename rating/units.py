@@ -50,6 +50,8 @@ DEFAULT_METER = {Dimension.DATA: "bytes", Dimension.TIME: "duration", Dimension.
 
 # a record whose metered quantity exceeds this many base units is refused (10 PB, or 317 million years)
 MAX_QUANTITY = 10**16
+# a record lasting longer than this is refused: sessions that long are split by interim accounting
+MAX_SPAN_MS = 400 * 86_400_000
 
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
@@ -151,6 +153,7 @@ _WIDE = Context(prec=60)  # wide enough that 1e16 / 2**30 is exact before the 9-
 __all__ = [
     "DEFAULT_METER",
     "MAX_QUANTITY",
+    "MAX_SPAN_MS",
     "METERS",
     "UNITS",
     "Dimension",

@@ -48,6 +48,8 @@ class StreamStats:
 def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     partitions = config.kafka.partitions
     lateness_ms = int(config.streams.allowed_lateness_s * 1000)
+    future_ms = int(config.streams.max_future_skew_s * 1000)
+    max_usage_age_ms = int(config.streams.max_usage_age_days * 86_400_000)
     datadir = config.var_path / "streams"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -75,7 +77,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     interface_state = app.Table(
         "interface-state",
         default=None,
-        schema=faust.Schema(key_type=str, value_type=dict, key_serializer="raw", value_serializer="json"),
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
         partitions=partitions,
         use_partitioner=True,
     )
@@ -101,15 +103,21 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         return len(windows)
 
     @app.agent(samples_topic)
-    async def interface_rates(stream: faust.Stream) -> None:
+    async def interface_rates(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
         async for events in stream.take_events(config.streams.batch_size, within=config.streams.batch_within_s):
             by_device: dict[str, list[TelemetrySample]] = defaultdict(list)
-            origin: dict[str, tuple[int, int, bytes]] = {}
+            origin: dict[str, tuple[int, int, bytes | None]] = {}
             batch_max: dict[int, int] = {}
+            horizon = int(time.time() * 1000) + future_ms
             for event in events:
                 msg = event.message
                 try:
                     sample = sample_codec.decode(msg.value)
+                    if sample.ts_ms > horizon:
+                        raise ValueError(
+                            f"timestamp in the future: ts_ms {sample.ts_ms} is more than "
+                            f"{future_ms // 1000}s ahead of this worker's clock"
+                        )
                 except ValueError as exc:
                     dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "interface_rates", str(exc))
                     continue
@@ -126,7 +134,11 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                 for late in result.late:
                     part, off, raw = origin[late.id]
                     dead_letter(
-                        raw, TELEMETRY_SAMPLES.name, part, off, "interface_rates",
+                        raw,
+                        TELEMETRY_SAMPLES.name,
+                        part,
+                        off,
+                        "interface_rates",
                         f"late sample: ts_ms {late.ts_ms} is older than the watermark {watermark} minus the "
                         f"allowed lateness {lateness_ms} ms",
                     )
@@ -162,20 +174,32 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             del last_seen[partition]
 
     @app.agent(usage_topic)
-    async def rate_usage_agent(stream: faust.Stream) -> None:
+    async def rate_usage_agent(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
         async for events in stream.take_events(config.streams.batch_size, within=config.streams.batch_within_s):
             records: list[UsageRecord] = []
             origins = []
+            now_ms = int(time.time() * 1000)
             for event in events:
                 msg = event.message
                 try:
-                    records.append(usage_codec.decode(msg.value))
+                    record = usage_codec.decode(msg.value)
+                    if record.start_ms > now_ms + future_ms:
+                        raise ValueError(
+                            f"start_ms {record.start_ms} is in the future (more than "
+                            f"{future_ms // 1000}s ahead of this worker's clock)"
+                        )
+                    if record.start_ms < now_ms - max_usage_age_ms:
+                        raise ValueError(
+                            f"start_ms {record.start_ms} is older than the accepted "
+                            f"{config.streams.max_usage_age_days:g} days"
+                        )
+                    records.append(record)
                     origins.append(msg)
                 except ValueError as exc:
                     dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", str(exc))
             if not records:
                 continue
-            result = rate_usage(records, catalog, rated_at_ms=int(time.time() * 1000))
+            result = rate_usage(records, catalog, rated_at_ms=now_ms)
             for index, reason in result.failures:
                 msg = origins[index]
                 dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", reason)

@@ -13,6 +13,7 @@ turns records into columns and :meth:`Warehouse.insert_columns` writes them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from warehouse.base import (
@@ -31,8 +32,9 @@ from warehouse.urls import WarehouseURL, WarehouseURLError, parse_warehouse_url
 def open_warehouse(url: str, **opts: Any) -> Warehouse:
     """Open the warehouse named by ``url``.
 
-    Options: ``database`` (overrides the URL's), ``readonly`` (chdb: open only the read-only
-    connection), ``connect_timeout`` and ``send_receive_timeout`` (server, seconds).
+    Options: ``database`` (overrides the URL's), ``readonly`` (every query read-only, writes refused;
+    chdb opens only its read-only connection), ``connect_timeout`` and ``send_receive_timeout``
+    (server, seconds).
     """
     parsed = parse_warehouse_url(url)
     database = opts.pop("database", None) or parsed.database
@@ -40,12 +42,12 @@ def open_warehouse(url: str, **opts: Any) -> Warehouse:
         from warehouse.chdb_driver import ChdbWarehouse
 
         assert parsed.path is not None  # the parser always sets it for chdb
-        return ChdbWarehouse(parsed.path, database=database, readonly=bool(opts.pop("readonly", False)), **opts)
+        return ChdbWarehouse(
+            parsed.path, database=database, readonly=bool(opts.pop("readonly", False)), **opts
+        )
     from warehouse.server_driver import ClickHouseServerWarehouse
 
-    if database != parsed.database:
-        parsed = WarehouseURL(**{**parsed.__dict__, "database": database})
-    return ClickHouseServerWarehouse(parsed, **opts)
+    return ClickHouseServerWarehouse(dataclasses.replace(parsed, database=database), **opts)
 
 
 __all__ = [

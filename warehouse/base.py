@@ -17,6 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+# A column of a batch: a Python sequence, or a numpy array (handed to Arrow without a copy).
+ColumnValues = Sequence[Any] | np.ndarray
+
 
 class WarehouseError(Exception):
     """Root of every warehouse error."""
@@ -80,7 +85,7 @@ class Warehouse(ABC):
         """Run a query and return its rows; with ``readonly`` the engine refuses any write."""
 
     @abstractmethod
-    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
+    def insert_columns(self, table: str, columns: Mapping[str, ColumnValues]) -> int:
         """Insert a columnar batch (equal-length columns, named as the table's); returns rows inserted."""
 
     @abstractmethod
@@ -90,6 +95,7 @@ class Warehouse(ABC):
 
 __all__ = [
     "BatchError",
+    "ColumnValues",
     "MigrationError",
     "QueryError",
     "QueryResult",

@@ -17,15 +17,15 @@ needs a cast per column; Arrow's ``decimal128`` carries money exactly with no ca
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from chdb import session as chdb_session
 
 from warehouse.base import (
+    ColumnValues,
     QueryError,
     QueryResult,
     ReadOnlyViolation,
@@ -168,7 +168,7 @@ class ChdbWarehouse(Warehouse):
         self._schemas[table] = columns
         return columns
 
-    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
+    def insert_columns(self, table: str, columns: Mapping[str, ColumnValues]) -> int:
         if not columns:
             return 0
         batch = to_arrow_table(table, columns, self.table_columns(table))

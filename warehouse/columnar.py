@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from warehouse.base import BatchError
+from warehouse.base import BatchError, ColumnValues
 
 _INTS: dict[str, pa.DataType] = {
     "Int8": pa.int8(),
@@ -135,7 +135,7 @@ def _to_array(values: Sequence[Any] | np.ndarray, target: pa.DataType | None) ->
     return pa.array(values, type=target)
 
 
-def to_arrow_table(table: str, columns: Mapping[str, Sequence[Any]], schema: Mapping[str, str]) -> pa.Table:
+def to_arrow_table(table: str, columns: Mapping[str, ColumnValues], schema: Mapping[str, str]) -> pa.Table:
     """Build the Arrow table for ``columns`` (equal lengths, names from ``schema``) or raise BatchError."""
     names = list(columns)
     unknown = [name for name in names if name not in schema]
@@ -149,9 +149,7 @@ def to_arrow_table(table: str, columns: Mapping[str, Sequence[Any]], schema: Map
         try:
             arrays.append(_to_array(columns[name], arrow_type(schema[name])))
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise BatchError(
-                f"{table}.{name} ({schema[name]}): {exc}", table=table, column=name
-            ) from None
+            raise BatchError(f"{table}.{name} ({schema[name]}): {exc}", table=table, column=name) from None
     return pa.Table.from_arrays(arrays, names=names)
 
 

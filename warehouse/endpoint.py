@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("sql endpoint: " + format, *args)
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
@@ -192,6 +192,14 @@ def _read_state(state_file: Path) -> dict[str, Any]:
         raise EndpointUnreachable(f"unreadable SQL endpoint state file {state_file}: {exc}") from None
 
 
+def _served_database(state_file: Path) -> str | None:
+    try:
+        database = json.loads(state_file.read_text()).get("database")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(database) if database else None
+
+
 def fetch_via_endpoint(state_file: str | Path, sql: str, *, timeout: float = 300.0) -> QueryResult:
     """Run read-only ``sql`` through the endpoint announced in ``state_file``."""
     state = _read_state(Path(state_file))
@@ -209,13 +217,18 @@ def fetch_via_endpoint(state_file: str | Path, sql: str, *, timeout: float = 300
             error = json.loads(exc.read())
         except ValueError:
             raise EndpointUnreachable(f"SQL endpoint answered HTTP {exc.code} without a JSON body") from None
-        cls = _ERRORS.get(str(error.get("error")), QueryError)
+        cls = _ERRORS.get(str(error.get("error")), EndpointUnreachable)
         message = str(error.get("message", ""))
+        if cls is EndpointUnreachable:
+            # Not a warehouse answer (bad token, wrong path): not the endpoint we were told about.
+            raise EndpointUnreachable(f"SQL endpoint answered HTTP {exc.code}: {message}") from None
         if issubclass(cls, QueryError):
             raise cls(message, sql=sql) from None
         raise cls(message) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-        raise EndpointUnreachable(f"SQL endpoint at {state['host']}:{state['port']} unreachable: {exc}") from None
+        raise EndpointUnreachable(
+            f"SQL endpoint at {state['host']}:{state['port']} unreachable: {exc}"
+        ) from None
     types = [str(t) for t in body["types"]]
     return QueryResult(columns=list(body["columns"]), types=types, rows=decode_rows(types, body["rows"]))
 
@@ -241,17 +254,26 @@ def run_readonly_query(url_or_path: str, sql: str, *, wait_for_owner: float = 5.
             return server.query(sql, readonly=True)
         finally:
             server.close()
-    from warehouse.chdb_driver import ChdbWarehouse
-
     assert parsed.path is not None  # the parser always sets it for chdb
+    if not parsed.path.is_dir():
+        raise WarehouseUnavailable(f"no warehouse at {parsed.path}: the directory does not exist")
     state_file = endpoint_state_file(parsed.path)
     deadline = time.monotonic() + wait_for_owner
     while True:
         if state_file.exists():
+            served = _served_database(state_file)
+            if served is not None and served != parsed.database:
+                raise QueryError(
+                    f"the process owning {parsed.path} serves database {served!r}, not {parsed.database!r}",
+                    sql=sql,
+                )
             try:
                 return fetch_via_endpoint(state_file, sql)
             except EndpointUnreachable:
                 pass  # a stale file left by an owner that died; try opening the directory ourselves
+        # Imported only now: a reader served by the endpoint never loads the engine.
+        from warehouse.chdb_driver import ChdbWarehouse
+
         try:
             local = ChdbWarehouse(parsed.path, database=parsed.database, readonly=True)
         except WarehouseUnavailable:

@@ -8,7 +8,8 @@ arrays, nullable ones and strings as lists; money stays ``Decimal``. The schema 
 wire concern and is not stored.
 
 >>> from models.records import UsageRecord
->>> cols = columns_for("usage_records", [UsageRecord(id="u1", account="a", service="s", start_ms=0, end_ms=5)])
+>>> usage = UsageRecord(id="u1", account="a", service="s", start_ms=0, end_ms=5)
+>>> cols = columns_for("usage_records", [usage])
 >>> cols["id"], cols["end"].tolist()
 (['u1'], [5])
 """
@@ -41,6 +42,7 @@ from models.topics import (
     USAGE_RECORDS,
 )
 
+# What columns_for produces; a subtype of warehouse.base.ColumnValues, so it goes straight to insert_columns.
 Column = list[Any] | np.ndarray
 
 
@@ -142,7 +144,14 @@ _SPECS: dict[str, list[tuple[str, str, Kind]]] = {
         ("samples", "samples", "uint32"),
         *[
             (name, name, "float64")
-            for name in ("in_bps_avg", "in_bps_max", "in_bps_p95", "out_bps_avg", "out_bps_max", "out_bps_p95")
+            for name in (
+                "in_bps_avg",
+                "in_bps_max",
+                "in_bps_p95",
+                "out_bps_avg",
+                "out_bps_max",
+                "out_bps_p95",
+            )
         ],
         ("in_util_pct_avg", "in_util_pct_avg", "list"),
         ("out_util_pct_avg", "out_util_pct_avg", "list"),

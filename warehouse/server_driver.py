@@ -9,10 +9,11 @@ The password is never logged: ``repr`` and error messages use the redacted URL.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from warehouse.base import (
+    ColumnValues,
     QueryError,
     QueryResult,
     ReadOnlyViolation,
@@ -34,9 +35,17 @@ def _quote_ident(name: str) -> str:
 class ClickHouseServerWarehouse(Warehouse):
     """Warehouse on a ClickHouse server; ``url`` comes from :func:`warehouse.urls.parse_warehouse_url`."""
 
-    def __init__(self, url: WarehouseURL, *, connect_timeout: float = 10.0, send_receive_timeout: float = 300.0):
+    def __init__(
+        self,
+        url: WarehouseURL,
+        *,
+        readonly: bool = False,
+        connect_timeout: float = 10.0,
+        send_receive_timeout: float = 300.0,
+    ) -> None:
         self.url = url
         self.database = url.database
+        self.readonly = readonly
         self._connect_timeout = connect_timeout
         self._send_receive_timeout = send_receive_timeout
         self._client: Any = None
@@ -87,13 +96,18 @@ class ClickHouseServerWarehouse(Warehouse):
             except ClickHouseError as exc:
                 raise self._map_error(exc, sql) from None
 
+    def _refuse_if_readonly(self, sql: str) -> None:
+        if self.readonly:
+            raise ReadOnlyViolation("this warehouse was opened read-only", sql=sql)
+
     def execute(self, sql: str) -> None:
+        self._refuse_if_readonly(sql)
         self._schemas.clear()
         self._call(sql, "command", sql)
 
     def query(self, sql: str, *, readonly: bool = False) -> QueryResult:
         settings: dict[str, Any] = {}
-        if readonly:
+        if readonly or self.readonly:
             sql = check_readonly_sql(sql)
             # The server enforces it too: with readonly=1 it refuses writes and setting changes.
             settings["readonly"] = 1
@@ -120,7 +134,8 @@ class ClickHouseServerWarehouse(Warehouse):
         self._schemas[table] = columns
         return columns
 
-    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> int:
+    def insert_columns(self, table: str, columns: Mapping[str, ColumnValues]) -> int:
+        self._refuse_if_readonly(f"INSERT INTO {table}")
         if not columns:
             return 0
         batch = to_arrow_table(table, columns, self.table_columns(table))

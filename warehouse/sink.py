@@ -165,7 +165,7 @@ class WarehouseSink:
         started = time.perf_counter()
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for msg in messages:
-            by_topic[msg.topic()].append(msg)
+            by_topic[_topic(msg)].append(msg)
         inserts: list[tuple[str, list[Record], list[Message]]] = []
         dead: list[DeadLetter] = []
         skipped = 0
@@ -205,7 +205,12 @@ class WarehouseSink:
 
     def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
         return dead_letter_for(
-            msg.value(), topic=msg.topic(), stage="sink", reason=reason, partition=msg.partition(), offset=msg.offset()
+            msg.value(),
+            topic=_topic(msg),
+            stage="sink",
+            reason=reason,
+            partition=_int(msg.partition()),
+            offset=_int(msg.offset()),
         )
 
     def _insert_with_retry(self, table: str, records: list[Record], msgs: list[Message]) -> list[DeadLetter]:
@@ -249,8 +254,15 @@ class WarehouseSink:
     def _commit(self, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
         for m in messages:
-            key = (m.topic(), m.partition())
-            if m.offset() >= last.get(key, -1):
-                last[key] = m.offset()
+            key = (_topic(m), _int(m.partition()))
+            last[key] = max(last.get(key, -1), _int(m.offset()))
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         self.consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def _topic(msg: Message) -> str:
+    return msg.topic() or ""
+
+
+def _int(value: int | None) -> int:
+    return -1 if value is None else value

@@ -53,8 +53,14 @@ def install(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
         if libs.exists():
             shutil.rmtree(libs)
         cmd = [
-            "mvn", "-B", "-f", str(POM), f"-Dkafka.version={version}",
-            "dependency:copy-dependencies", f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+            "mvn",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
         ]
         if quiet:
             cmd.insert(1, "-q")
@@ -151,9 +157,15 @@ class KafkaBroker:
 
     def _java(self, libs: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
         return [
-            "java", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
@@ -165,15 +177,19 @@ class KafkaBroker:
             cluster_id = uuid.uuid4().hex[:22]
             fmt = subprocess.run(
                 self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if fmt.returncode != 0:
                 raise KafkaStackError(f"formatting KRaft storage failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
-        out = open(self.data_dir / "broker.out", "ab")
-        self._proc = subprocess.Popen(
-            self._java(libs, "kafka.Kafka", str(config), heap=self.heap),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor: closing ours at once is safe.
+        with open(self.data_dir / "broker.out", "ab") as out:
+            self._proc = subprocess.Popen(
+                self._java(libs, "kafka.Kafka", str(config), heap=self.heap),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.pid_file.write_text(f"{self._proc.pid} {self.port} {self.controller_port}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

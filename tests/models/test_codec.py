@@ -28,8 +28,16 @@ def usage(**overrides):
 
 def test_round_trip_keeps_money_exact():
     rated = RatedUsage(
-        id="u1", account="A", service="data", start_ms=1, end_ms=2, quantity=Decimal("1.000000001"), unit="GB",
-        amount=Decimal("0.500001"), currency="EUR", plan="p",
+        id="u1",
+        account="A",
+        service="data",
+        start_ms=1,
+        end_ms=2,
+        quantity=Decimal("1.000000001"),
+        unit="GB",
+        amount=Decimal("0.500001"),
+        currency="EUR",
+        plan="p",
     )
     wire = encode(rated)
     assert b'"amount":"0.500001"' in wire  # a string, never a float
@@ -45,11 +53,19 @@ def test_round_trip_keeps_money_exact():
         (encode(UsageRecord(**usage())).replace(b'"bytes_up":5', b'"bytes_up":"5"'), "Expected `int`"),
         (b'{"id":"u1","account":"A","service":"s","start_ms":9,"end_ms":2}', "end_ms is before start_ms"),
         (b'{"id":"u1","account":"A","service":"s","start_ms":1,"end_ms":2,"bytes_up":NaN}', "malformed JSON"),
-        (b'{"id":"u1","account":"A","service":"s","start_ms":1,"end_ms":2,"bytes_up":1e400}', "out of range - at `$.bytes_up`"),
+        (
+            b'{"id":"u1","account":"A","service":"s","start_ms":1,"end_ms":2,"bytes_up":1e400}',
+            "out of range - at `$.bytes_up`",
+        ),
         (b'{"id":"","account":"A","service":"s","start_ms":1,"end_ms":2}', "`$.id`"),
-        (b'{"id":"u","account":"A","service":"s","start_ms":99999999999999999,"end_ms":99999999999999999}',
-         "`$.start_ms`"),
-        (b'{"id":"u","v":9,"account":"A","service":"s","start_ms":1,"end_ms":2}', "unsupported schema version 9"),
+        (
+            b'{"id":"u","account":"A","service":"s","start_ms":99999999999999999,"end_ms":99999999999999999}',
+            "`$.start_ms`",
+        ),
+        (
+            b'{"id":"u","v":9,"account":"A","service":"s","start_ms":1,"end_ms":2}',
+            "unsupported schema version 9",
+        ),
         (b"null", "Expected `object`"),
     ],
 )

@@ -43,7 +43,8 @@ def test_room_sections_pass_through():
 
 def test_secrets_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("OSSBSS_KAFKA_PASSWORD", "s3cret")
-    config = parse_config({"kafka": {"sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u",
-                                     "security_protocol": "SASL_SSL"}})
+    config = parse_config(
+        {"kafka": {"sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u", "security_protocol": "SASL_SSL"}}
+    )
     assert config.kafka.client_config()["sasl.password"] == "s3cret"
     assert "s3cret" not in repr(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from models.records import TelemetrySample
@@ -17,12 +19,31 @@ T0 = 1_700_000_040_000  # a minute boundary
 assert T0 % WINDOW_MS == 0
 
 
-def sample(ts: int, in_oct: int, out_oct: int = 0, *, bits: int = 64, uptime: int | None = None,
-           in_err: int = 0, speed: int | None = 10**9, if_index: int = 1) -> TelemetrySample:
+def sample(
+    ts: int,
+    in_oct: int,
+    out_oct: int = 0,
+    *,
+    bits: int = 64,
+    uptime: int | None = None,
+    in_err: int = 0,
+    speed: int | None = 10**9,
+    if_index: int = 1,
+) -> TelemetrySample:
     return TelemetrySample(
-        id=TelemetrySample.make_id("r1", if_index, ts), device="r1", if_index=if_index, ts_ms=ts,
-        in_octets=in_oct, out_octets=out_oct, in_errors=in_err, out_errors=0, in_discards=0, out_discards=0,
-        counter_bits=bits, uptime_ticks=uptime, speed_bps=speed,  # type: ignore[arg-type]
+        id=TelemetrySample.make_id("r1", if_index, ts),
+        device="r1",
+        if_index=if_index,
+        ts_ms=ts,
+        in_octets=in_oct,
+        out_octets=out_oct,
+        in_errors=in_err,
+        out_errors=0,
+        in_discards=0,
+        out_discards=0,
+        counter_bits=bits,
+        uptime_ticks=uptime,
+        speed_bps=speed,  # type: ignore[arg-type]
     )
 
 
@@ -69,7 +90,7 @@ def test_steady_rate_is_exact_and_windowed():
 
 def test_32bit_wrap_gives_the_true_rate():
     samples = steady(100_000_000, T0, 6, offset=2**32 - 200_000_000, bits=32)
-    assert any(b.in_octets < a.in_octets for a, b in zip(samples, samples[1:], strict=False))  # it does wrap
+    assert any(b.in_octets < a.in_octets for a, b in itertools.pairwise(samples))  # it does wrap
     state: dict = {}
     stats = apply_samples(state, samples, watermark_ms=0, allowed_lateness_ms=0)
     assert stats.wraps == 1 and stats.resets == 0
