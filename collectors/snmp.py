@@ -391,7 +391,7 @@ def samples_from_rows(
         if if_index is None:
             rejected.append((None, f"row index {suffix_str(suffix)} is not a single ifIndex", row))
             continue
-        hc = isinstance(row.get("ifHCInOctets"), int) or isinstance(row.get("ifHCOutOctets"), int)
+        hc = "ifHCInOctets" in row or "ifHCOutOctets" in row
         bits: Literal[32, 64] = 64 if hc else 32
         values: dict[str, Any] = {}
         problem = ""

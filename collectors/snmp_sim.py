@@ -165,6 +165,7 @@ class SnmpdAgent(_Process):
             "sysLocation ossbss test lab",
             "sysContact ops@example.invalid",
             "sysServices 72",
+            "dontLogTCPWrappersConnects yes",  # one log line per request would grow without bound
             # the user's passwords are hashed into the persistent store on first start
             f'createUser {self.user} {self.auth_proto} "{self.auth_key}" {self.priv_proto} "{self.priv_key}"',
             self.extra_config,
@@ -184,7 +185,11 @@ class SnmpdAgent(_Process):
         env = dict(
             os.environ, SNMP_PERSISTENT_DIR=str(self.work_dir / "persist"), MIBS="", MIBDIRS="/nonexistent"
         )
-        cmd = [binary, "-f", "-C", "-c", str(conf), "-Lf", str(log), "-p", str(self.work_dir / "snmpd.pid")]
+        persistent = self.work_dir / "persist" / "snmpd.conf"
+        persistent.touch()
+        # -C skips the system's config files; naming the persistent file keeps engine ID and boots across restarts
+        configs = f"{conf},{persistent}"
+        cmd = [binary, "-f", "-C", "-c", configs, "-Lf", str(log), "-p", str(self.work_dir / "snmpd.pid")]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_ready(self, self.community, log, timeout, "snmpd")
         return self

@@ -302,7 +302,7 @@ class TrapCollector(Collector[TrapConfig]):
             trap_oid = v1_trap_oid(pdu)
             uptime = str(pdu.timestamp)
         source = pdu.agent_addr if pdu.tag == TRAP_V1 and pdu.agent_addr not in ("", "0.0.0.0") else addr[0]
-        device = self.config.devices.get(source) or self.config.devices.get(addr[0]) or source
+        device = self.config.devices.get(source, source)
         if self.config.device_from == "sysname" and sys_name:
             device = sys_name
         kind = STANDARD_TRAPS.get(trap_oid) or ("inform" if pdu.tag == INFORM else "trap")

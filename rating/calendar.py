@@ -8,6 +8,7 @@ every edge, including daylight-saving days (an edge inside a skipped hour collap
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from rating.errors import CatalogError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MS = 86_400_000
+MAX_EDGES_PER_DAY = 96  # keeps a 400-day record under the kernel's bound on parts per line
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _HHMM = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
 
@@ -91,9 +93,7 @@ class BandSchedule:
     clock: LocalClock
     holidays: frozenset[dt.date] = frozenset()
     _edges: tuple[int, ...] = field(init=False, repr=False)
-    _day_cache: dict[dt.date, tuple[tuple[int, int, int], ...]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _day_cache: dict[dt.date, tuple[tuple[int, int, int], ...]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         edges = {0, 1440}
@@ -120,7 +120,7 @@ class BandSchedule:
         weekday, is_holiday = day.weekday(), day in self.holidays
         intervals: list[list[int]] = []
         previous_utc = self.clock.day_start(day)
-        for start_minute, end_minute in zip(self._edges, self._edges[1:], strict=False):
+        for start_minute, end_minute in itertools.pairwise(self._edges):
             band = self.band_at(weekday, is_holiday, start_minute)
             end_utc = (
                 self.clock.day_start(day + dt.timedelta(days=1))
@@ -198,7 +198,10 @@ def parse_bands(raw: Any, clock: LocalClock, holidays: frozenset[dt.date], where
             f"{where}[{len(bands) - 1}]",
             "the last band must be the default (no days, hours or holidays) so every instant has a rate",
         )
-    return BandSchedule(bands, clock, holidays)
+    schedule = BandSchedule(bands, clock, holidays)
+    if len(schedule._edges) > MAX_EDGES_PER_DAY:
+        raise CatalogError(where, f"more than {MAX_EDGES_PER_DAY} distinct band edges in a day")
+    return schedule
 
 
 def parse_holidays(raw: Any, where: str) -> frozenset[dt.date]:

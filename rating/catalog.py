@@ -23,12 +23,15 @@ counter), ``model`` (see :mod:`rating.charges`), ``unit``, ``meter`` (bytes, byt
 duration, events; defaults from the unit), ``event_type``/``service`` filters (a name or a list),
 ``increments``, ``included`` and ``period`` (month, day), ``connect_fee``, ``minimum`` and
 ``split`` (``proportional``: a record crossing a time-band edge is shared by time; ``start``: the
-band at its start prices it all). See ``rating/catalog.example.yaml`` for every model.
+band at its start prices it all), ``counter`` (the allowance counter's name: by default
+``<plan>/<charge>``, shared by the plan's versions; give two charges one name to share a bundle,
+as long as a record never matches both). See ``rating/catalog.example.yaml`` for every model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN
 from pathlib import Path
@@ -124,8 +127,10 @@ class Catalog:
         """The most specific subscription of ``account`` active at ``at_ms`` (latest start on a tie)."""
         best: Subscription | None = None
         for sub in self.subscriptions:
-            if sub.matches(account) and sub.active_at(at_ms) and (
-                best is None or (sub.specificity, sub.from_ms) >= (best.specificity, best.from_ms)
+            if (
+                sub.matches(account)
+                and sub.active_at(at_ms)
+                and (best is None or (sub.specificity, sub.from_ms) >= (best.specificity, best.from_ms))
             ):
                 best = sub
         return best
@@ -224,7 +229,7 @@ def _int_field(raw: dict[str, Any], key: str, default: int, where: str, low: int
 
 
 def _parse_usage_charge(
-    raw: dict[str, Any], name: str, model_name: str, ctx: ParseContext, where: str
+    raw: dict[str, Any], name: str, model_name: str, ctx: ParseContext, where: str, plan_name: str
 ) -> UsageCharge:
     unit_name, dimension, unit_size = unit_of(raw.get("unit", "GB"), f"{where}.unit")
     ctx.unit, ctx.unit_size, ctx.dimension = unit_name, unit_size, dimension
@@ -262,7 +267,16 @@ def _parse_usage_charge(
         minimum=ctx.fee(raw.get("minimum", "0"), f"{where}.minimum"),
         split=split,
         bands=pricing.bands if pricing.uses_bands else None,
+        counter=_counter_name(raw, f"{plan_name}/{name}", where),
     )
+
+
+def _counter_name(raw: dict[str, Any], default: str, where: str) -> str:
+    """Versions of a plan share a charge's counter; ``counter: NAME`` shares it wider (a bundle)."""
+    value = raw.get("counter", default)
+    if not isinstance(value, str) or not value:
+        raise CatalogError(f"{where}.counter", f"a counter name, not {value!r}")
+    return value
 
 
 def _parse_plan(raw: Any, i: int, defaults: dict[str, Any], calendars: dict[str, Any]) -> Plan:
@@ -308,7 +322,7 @@ def _parse_plan(raw: Any, i: int, defaults: dict[str, Any], calendars: dict[str,
         names.add(charge_name)
         model = CHARGE_MODELS[model_name]
         if model.usage:
-            usage.append(_parse_usage_charge(charge_raw, charge_name, str(model_name), ctx, cwhere))
+            usage.append(_parse_usage_charge(charge_raw, charge_name, str(model_name), ctx, cwhere, name))
         else:
             recurring.append(model.parse({**charge_raw, "name": charge_name}, ctx, cwhere))
     return Plan(
@@ -352,7 +366,7 @@ def parse_catalog(doc: Any) -> Catalog:
                 raise CatalogError(f"plans[{i}] ({name}).version", f"version {plan.version} is defined twice")
             seen[plan.version] = i
         ordered = sorted(versions, key=lambda item: item[1].version)
-        for (_, earlier), (i, later) in zip(ordered, ordered[1:], strict=False):
+        for (_, earlier), (i, later) in itertools.pairwise(ordered):
             if later.effective_from_ms <= earlier.effective_from_ms:
                 raise CatalogError(
                     f"plans[{i}] ({name}).effective_from",

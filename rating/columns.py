@@ -29,8 +29,14 @@ from rating.errors import ColumnsError
 
 TEXT_COLUMNS = ("id", "account", "service", "destination", "event_type")
 INT_COLUMNS = ("start_ms", "end_ms", "bytes_up", "bytes_down", "duration_s")
-DEFAULTS: dict[str, Any] = {"service": "", "destination": "", "event_type": "data", "bytes_up": 0, "bytes_down": 0,
-                            "duration_s": -1}
+DEFAULTS: dict[str, Any] = {
+    "service": "",
+    "destination": "",
+    "event_type": "data",
+    "bytes_up": 0,
+    "bytes_down": 0,
+    "duration_s": -1,
+}
 REQUIRED = ("id", "account", "start_ms", "end_ms")
 MAX_EPOCH_MS = 32503680000000  # year 3000, as models.records.EpochMs
 MAX_BYTES = 10**15  # as models.records.UsageRecord
@@ -109,7 +115,7 @@ def _ints(values: Any, name: str, size: int) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def to_columns(columns: Mapping[str, Any]) -> UsageColumns:
+def to_columns(columns: Mapping[str, Any] | UsageColumns) -> UsageColumns:
     """Validate and normalise a mapping of columns (missing optional ones take their defaults)."""
     if isinstance(columns, UsageColumns):
         return columns

@@ -1,8 +1,8 @@
 """Errors of the rating package.
 
-    RatingError                 root of everything this package raises
-    +-- CatalogError            the catalog is invalid; ``where`` names the plan and field
-    +-- ColumnsError            a columnar batch lacks a column or has the wrong shape; ``column``
+RatingError                 root of everything this package raises
++-- CatalogError            the catalog is invalid; ``where`` names the plan and field
++-- ColumnsError            a columnar batch lacks a column or has the wrong shape; ``column``
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ handed back to the caller for the reference (see :func:`compile_plan`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,12 @@ from rating.charges.allowance import free_units_many, take_free_many
 from rating.charges.fees import connect_fee_applies_many, minimum_applies_many
 from rating.columns import UsageColumns
 from rating.money import AMOUNT_SCALE, INT64_SAFE, MAX_AMOUNT, minor_units, round_up_mask, scaled_multiplier
-from rating.state import RatingState
+from rating.refusals import amount_too_large, no_charge
+from rating.state import PeriodCounters, RatingState
 from rating.timeline import Segments, apportion_many, band_segments, periods_of
 from rating.units import MAX_QUANTITY, MAX_SPAN_MS
 
-MAX_PARTS_PER_LINE = 4096  # bounds the remainder sum: parts * L must stay below INT64_SAFE
+MAX_PARTS_PER_LINE = 2**16  # bounds the remainder sum: parts * L must stay below INT64_SAFE
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def _billed(charge: UsageCharge, quantity: np.ndarray) -> np.ndarray:
     return np.where(quantity <= 0, 0, np.where(quantity <= first, first, above))
 
 
-def _resolve_plans(catalog: Catalog, account_codes: np.ndarray, accounts: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
+def _resolve_plans(
+    catalog: Catalog, account_codes: np.ndarray, accounts: np.ndarray, start_ms: np.ndarray
+) -> np.ndarray:
     """Plan index per row from each distinct account's timeline (a handful of change points)."""
     starts: list[int] = []
     indexes: list[int] = []
@@ -174,6 +177,9 @@ def _selects(pricing: Pricing) -> bool:
 def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> KernelOutput:
     """Rate a columnar batch; rows of plans that :func:`compile_plan` refuses come back in ``fallback``."""
     size = columns.size
+    if size == 0:
+        nothing = np.zeros(0, dtype=np.int64)
+        return _assemble(0, nothing.astype(bool), nothing, nothing, {}, nothing, [])
     reasons = columns.invalid_rows()
     refused = np.zeros(size, dtype=bool)
     if reasons:
@@ -189,7 +195,7 @@ def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> 
     fallback = np.flatnonzero(~refused & ~kernel_plan[plan_index])
     active = ~refused & kernel_plan[plan_index]
 
-    groups = _line_groups(columns, catalog, compiled_plans, plan_index, active, refused)
+    groups = _line_groups(columns, catalog, compiled_plans, plan_index, active, refused, reasons)
     for group in groups:  # every refusal is decided before any allowance is touched
         charge = group.compiled.charge
         group.quantity = _metered(columns, group.rows, charge.meter)
@@ -205,33 +211,25 @@ def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> 
         group.position = np.zeros(group.rows.shape[0], dtype=np.int64)
     _allowance_positions(columns, catalog, groups, account_codes, state)
 
-    line_tables: list[tuple[np.ndarray, ...]] = []
-    part_tables: list[tuple[np.ndarray, ...]] = []
+    priced: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = []
     total = np.zeros(size, dtype=np.int64)
     over_limit = np.zeros(size, dtype=bool)
-    line_count = 0
     for group in groups:
         lines, parts, amount = _price_group(columns, catalog.plans[group.plan_index], group)
         limit = compiled_plans[group.plan_index].limit_minor  # type: ignore[union-attr]
         over_limit[group.rows[amount >= limit]] = True
         total[group.rows] = np.minimum(total[group.rows] + np.minimum(amount, limit), limit)
-        line_tables.append(lines)
-        part_tables.append((parts[0] + line_count, parts[1], parts[2]))
-        line_count += group.rows.shape[0]
-    limit_per_row = np.array(
-        [c.limit_minor if c is not None else 0 for c in compiled_plans] + [0], dtype=np.int64
-    )[plan_index]
-    over_limit |= active & ~refused & (total >= limit_per_row)
+        priced.append((lines, parts))
+    limit_of_plan = np.array([c.limit_minor if c is not None else 0 for c in compiled_plans] + [0], dtype=np.int64)
+    over_limit |= active & ~refused & (total >= limit_of_plan[plan_index])
     for row in np.flatnonzero(over_limit).tolist():
-        from rating.refusals import amount_too_large
-
         reasons[row] = amount_too_large(catalog.plans[int(plan_index[row])])
     refused |= over_limit
     refused[fallback] = False
     precision = np.array([p.precision for p in catalog.plans] + [AMOUNT_SCALE], dtype=np.int64)[plan_index]
     scaled = total * (10 ** (AMOUNT_SCALE - precision))
     rated = ~refused & active
-    return _assemble(size, refused, plan_index, np.where(rated, scaled, 0), reasons, fallback, line_tables, part_tables)
+    return _assemble(size, refused, plan_index, np.where(rated, scaled, 0), reasons, fallback, priced)
 
 
 def _line_groups(
@@ -241,6 +239,7 @@ def _line_groups(
     plan_index: np.ndarray,
     active: np.ndarray,
     refused: np.ndarray,
+    reasons: dict[int, str],
 ) -> list[_Group]:
     """Rows per (plan, charge) from one stable sort by (plan, event type, service)."""
     type_codes, types = pd.factorize(columns.event_type)
@@ -260,6 +259,8 @@ def _line_groups(
         applicable = plan.charges_for(str(columns.event_type[first]), str(columns.service[first]))
         if not applicable:
             refused[order[start:end]] = True
+            reason = no_charge(plan, str(columns.event_type[first]), str(columns.service[first]))
+            reasons.update(dict.fromkeys(order[start:end].tolist(), reason))
             continue
         for charge_index in applicable:
             pieces.setdefault((int(plan_index[first]), charge_index), []).append(order[start:end])
@@ -278,41 +279,55 @@ def _allowance_positions(
     by_counter: dict[str, list[_Group]] = {}
     for group in groups:
         if group.compiled.charge.has_counter and group.rows.size:
-            by_counter.setdefault(group.compiled.charge.name, []).append(group)
+            by_counter.setdefault(group.compiled.charge.counter, []).append(group)
     for name, members in by_counter.items():
-        plans = [catalog.plans[g.plan_index] for g in members]
-        charges = [g.compiled.charge for g in members]
-        uniform = (
-            len({c.counter_cap() for c in charges}) == 1
-            and len({c.period for c in charges}) == 1
-            and len({p.clock.timezone for p in plans}) == 1
-        )
         labels: dict[str, int] = {}
         period_parts = []
-        for group, plan, charge in zip(members, plans, charges, strict=True):
-            periods = periods_of(plan.clock, charge.period, columns.start_ms[group.rows])
+        for group in members:  # each member keeps its own clock and period kind, as the reference does
+            charge = group.compiled.charge
+            periods = periods_of(catalog.plans[group.plan_index].clock, charge.period, columns.start_ms[group.rows])
             remap = np.array([labels.setdefault(label, len(labels)) for label in periods.labels], dtype=np.int64)
             period_parts.append(remap[periods.code])
         rows = np.concatenate([g.rows for g in members])
-        billed = np.concatenate([g.billed for g in members])
-        saturation = np.concatenate([np.full(g.rows.shape[0], c.counter_cap() + 1) for g, c in zip(members, charges, strict=True)])
-        period_code = np.concatenate(period_parts)
-        label_list = list(labels)
-        positions = _counter_positions(
-            name, columns, rows, billed, saturation, account_codes[rows], period_code, label_list, state, uniform
+        counted = _CountedRows(
+            rows=rows,
+            billed=np.concatenate([g.billed for g in members]),
+            saturation=np.concatenate([np.full(g.rows.shape[0], g.compiled.charge.counter_cap() + 1) for g in members]),
+            key_raw=account_codes[rows] * max(len(labels), 1) + np.concatenate(period_parts),
+            period_labels=list(labels),
+            period_code=np.concatenate(period_parts),
         )
+        positions = _counter_positions(name, columns, counted, state)
         offset = 0
         for group in members:
             group.position = positions[offset : offset + group.rows.shape[0]]
             offset += group.rows.shape[0]
 
 
+@dataclass(frozen=True)
+class _CountedRows:
+    """Rows of every charge line sharing one counter."""
+
+    rows: np.ndarray
+    billed: np.ndarray
+    saturation: np.ndarray  # counter cap + 1: past it the price no longer depends on the position
+    key_raw: np.ndarray  # (account, period) as one integer
+    period_labels: list[str]
+    period_code: np.ndarray
+
+
 def _event_order(columns: UsageColumns, rows: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Indexes into ``rows`` sorted by (key, start, id, input order), as the reference walks them."""
     start = columns.start_ms[rows]
-    order = np.lexsort((rows, start, key))
-    same = (key[order][1:] == key[order][:-1]) & (start[order][1:] == start[order][:-1])
-    if same.any():  # ties on (key, start): order those few by id in Python
+    low = int(start.min(initial=0))
+    span = int(start.max(initial=0)) - low + 1
+    if (int(key.max(initial=0)) + 1) * span < INT64_SAFE:  # one int64 sort key: (key, start)
+        order = np.argsort(key * span + (start - low), kind="stable")
+    else:
+        order = np.lexsort((start, key))
+    sorted_key, sorted_start = key[order], start[order]
+    same = (sorted_key[1:] == sorted_key[:-1]) & (sorted_start[1:] == sorted_start[:-1])
+    if same.any():  # ties on (key, start): order those few by (id, input row) in Python
         tie_starts = np.flatnonzero(same & ~np.concatenate([[False], same[:-1]]))
         for tie in tie_starts.tolist():
             end = tie + 1
@@ -324,56 +339,49 @@ def _event_order(columns: UsageColumns, rows: np.ndarray, key: np.ndarray) -> np
     return order
 
 
-def _counter_positions(
-    name: str,
-    columns: UsageColumns,
-    rows: np.ndarray,
-    billed: np.ndarray,
-    saturation: np.ndarray,
-    account_code: np.ndarray,
-    period_code: np.ndarray,
-    period_labels: list[str],
-    state: RatingState,
-    uniform: bool,
-) -> np.ndarray:
-    key_raw = account_code * max(len(period_labels), 1) + period_code
-    key, key_values = pd.factorize(key_raw)
+def _counter_positions(name: str, columns: UsageColumns, counted: _CountedRows, state: RatingState) -> np.ndarray:
+    """Positions of one counter's rows: a running sum per (account, period) in event order.
+
+    Duplicate ids inside the batch are rare, so the vector pass assumes there are none and checks
+    afterwards, while writing the state: a key where an id turns out to repeat is rolled back and
+    walked row by row like the reference (as are keys that mix allowances or risk int64 sums).
+    """
+    rows, billed, saturation = counted.rows, counted.billed, counted.saturation
+    key, key_values = pd.factorize(counted.key_raw)
     key = key.astype(np.int64)
     key_count = len(key_values)
     order = _event_order(columns, rows, key)
-    first_row_of_key = np.full(key_count, -1, dtype=np.int64)
-    first_row_of_key[key[::-1]] = np.arange(rows.shape[0] - 1, -1, -1)
-    accounts = columns.account[rows[first_row_of_key]]
-    counters = [
-        state.period(str(accounts[k]), period_labels[int(period_code[first_row_of_key[k]])]) for k in range(key_count)
+    # factorize numbers keys by first appearance, so a key's first row is where the running max grows
+    running_max = np.maximum.accumulate(key)
+    first_row_of_key = np.flatnonzero(np.concatenate([[True], running_max[1:] > running_max[:-1]]))
+    key_names = [
+        (str(columns.account[rows[i]]), counted.period_labels[int(counted.period_code[i])])
+        for i in first_row_of_key.tolist()
     ]
-    sat = int(saturation[0])
-    per_key = np.bincount(key, minlength=key_count)
+    counters = [state.period(account, period) for account, period in key_names]
     used0 = np.array([c.used.get(name, 0) for c in counters], dtype=np.int64)
-    if not uniform or int(per_key.max()) * (sat + 1) + int(used0.max(initial=0)) >= INT64_SAFE:
-        return _sequential_positions(name, columns, rows, billed, saturation, key, counters, order, state)
-
-    ids = columns.id[rows]
+    key_sat_low = np.full(key_count, np.iinfo(np.int64).max, dtype=np.int64)
+    key_sat_high = np.zeros(key_count, dtype=np.int64)
+    np.minimum.at(key_sat_low, key, saturation)
+    np.maximum.at(key_sat_high, key, saturation)
+    per_key = np.bincount(key, minlength=key_count)
+    # keys mixing allowances (a plan version changing mid-period) or risking int64 sums walk row by row
+    slow_key = (key_sat_low != key_sat_high) | (
+        per_key.astype(np.float64) * (key_sat_high + 1) + used0 >= float(INT64_SAFE)
+    )
+    position = np.zeros(rows.shape[0], dtype=np.int64)
+    fast = ~slow_key[key]
+    sat = key_sat_high[key]
+    ids = columns.id[rows].tolist()
+    applied_of_key = [c.applied.get(name) or {} for c in counters]
     stored = np.full(rows.shape[0], -1, dtype=np.int64)
-    applied_of_key = [c.applied.get(name) for c in counters]
-    if any(applied_of_key):
-        has_applied = np.array([bool(a) for a in applied_of_key], dtype=bool)
-        for i in np.flatnonzero(has_applied[key]).tolist():
-            found = applied_of_key[key[i]].get(ids[i])  # type: ignore[union-attr]
-            if found is not None:
-                stored[i] = found
+    check = np.flatnonzero(fast & np.array([bool(a) for a in applied_of_key], dtype=bool)[key])
+    if check.size:  # replays: ids this counter already applied in an earlier batch
+        stored[check] = [
+            applied_of_key[k].get(ids[i], -1) for k, i in zip(key[check].tolist(), check.tolist(), strict=True)
+        ]
     replay = stored >= 0
-    duplicate_of = np.full(rows.shape[0], -1, dtype=np.int64)
-    fresh = np.flatnonzero(~replay)
-    if len(set(ids[fresh].tolist())) < fresh.shape[0]:  # an id twice in the batch: later ones replay the first
-        first_seen: dict[tuple[int, str], int] = {}
-        for i in order.tolist():
-            marker = (int(key[i]), ids[i])
-            if marker in first_seen:
-                duplicate_of[i] = first_seen[marker]
-            else:
-                first_seen[marker] = i
-    new = ~replay & (duplicate_of < 0)
+    new = fast & ~replay
     contribution = np.where(new, np.minimum(billed, sat), 0)[order]
     running = np.cumsum(contribution)
     before = running - contribution
@@ -381,70 +389,79 @@ def _counter_positions(
     group_start = np.ones(order.shape[0], dtype=bool)
     group_start[1:] = key_sorted[1:] != key_sorted[:-1]
     start_index = np.maximum.accumulate(np.where(group_start, np.arange(order.shape[0]), 0))
-    exclusive = before - before[start_index]
-    position = np.empty(rows.shape[0], dtype=np.int64)
-    position[order] = np.minimum(sat, used0[key_sorted] + exclusive)
+    exclusive = before - before[start_index]  # int64 wrap-around cancels: per-key sums fit (checked above)
+    position[order] = np.minimum(sat[order], used0[key_sorted] + exclusive)
     position = np.where(replay, stored, position)
-    dup_rows = np.flatnonzero(duplicate_of >= 0)
-    position[dup_rows] = position[duplicate_of[dup_rows]]
 
-    # write back: saturated use per key, and positions worth remembering for replays
-    totals = np.bincount(key, weights=None, minlength=key_count) * 0
-    np.add.at(totals, key[new], np.minimum(billed[new], sat))
-    keys_with_new = np.flatnonzero(np.bincount(key[new], minlength=key_count) > 0)
-    for k in keys_with_new.tolist():
-        counters[k].used[name] = int(min(sat, int(used0[k]) + int(totals[k])))
-        state.mark_changed(str(accounts[k]), period_labels[int(period_code[first_row_of_key[k]])])
-    remember = np.flatnonzero(new & (position < sat))
-    if remember.size:
-        remember = remember[np.argsort(key[remember], kind="stable")]
-        remember_keys = key[remember]
-        cuts = np.flatnonzero(np.diff(remember_keys)) + 1
-        for chunk in np.split(remember, cuts):
-            k = int(key[chunk[0]])
-            applied = counters[k].applied.setdefault(name, {})
-            applied.update(zip(ids[chunk].tolist(), position[chunk].tolist(), strict=True))
+    # write back, in event order: positions worth remembering for replays, then each key's use
+    remember = new & (position < sat)
+    remembered_order = order[remember[order]]
+    remembered_keys = key[remembered_order]
+    cuts = np.flatnonzero(np.diff(remembered_keys)) + 1
+    bounds = np.concatenate([[0], cuts, [remembered_order.shape[0]]]).tolist() if remembered_order.size else [0]
+    remembered_ids = [ids[i] for i in remembered_order.tolist()]
+    remembered_positions = position[remembered_order].tolist()
+    repeated = np.zeros(key_count, dtype=bool)
+    inserted: dict[int, tuple[int, int]] = {}
+    for low, high in itertools.pairwise(bounds):
+        k = int(remembered_keys[low])
+        applied = counters[k].applied.setdefault(name, {})
+        size_before = len(applied)
+        applied.update(zip(remembered_ids[low:high], remembered_positions[low:high], strict=True))
+        inserted[k] = (low, high)
+        repeated[k] = len(applied) - size_before < high - low  # an id twice among the remembered rows
+    beyond = np.flatnonzero(new & ~remember & (per_key[key] > 1))
+    if beyond.size:  # an id first remembered, then seen again past saturation
+        for i, k in zip(beyond.tolist(), key[beyond].tolist(), strict=True):
+            applied = counters[k].applied.get(name)
+            if applied is not None and ids[i] in applied and stored[i] < 0:
+                repeated[k] = True
+    totals = np.zeros(key_count, dtype=np.int64)
+    np.add.at(totals, key[new], np.minimum(billed[new], sat[new]))
+    for k in np.flatnonzero(np.bincount(key[new], minlength=key_count) > 0).tolist():
+        if repeated[k]:  # undo this key's optimistic pass; the row-by-row walk below redoes it
+            low, high = inserted[k]
+            applied = counters[k].applied[name]
+            for record_id in remembered_ids[low:high]:
+                applied.pop(record_id, None)
+            continue
+        counters[k].used[name] = int(min(int(key_sat_high[k]), int(used0[k]) + int(totals[k])))
+        state.mark_changed(*key_names[k])
+    walk = slow_key | repeated
+    if walk.any():
+        _sequential_positions(
+            name, columns, counted, key, counters, key_names, order[walk[key[order]]], state, position
+        )
     return position
 
 
 def _sequential_positions(
     name: str,
     columns: UsageColumns,
-    rows: np.ndarray,
-    billed: np.ndarray,
-    saturation: np.ndarray,
+    counted: _CountedRows,
     key: np.ndarray,
-    counters: list,
+    counters: list[PeriodCounters],
+    key_names: list[tuple[str, str]],
     order: np.ndarray,
     state: RatingState,
-) -> np.ndarray:
-    """The reference's counter walk, row by row (mixed allowances across plan versions, huge sums)."""
-    position = np.zeros(rows.shape[0], dtype=np.int64)
+    position: np.ndarray,
+) -> None:
+    """The reference's counter walk, row by row, for the keys the vector path leaves alone."""
     for i in order.tolist():
-        period_counters = counters[int(key[i])]
-        record_id = str(columns.id[rows[i]])
+        k = int(key[i])
+        period_counters = counters[k]
+        record_id = str(columns.id[counted.rows[i]])
         applied = period_counters.applied.get(name)
         if applied is not None and record_id in applied:
             position[i] = applied[record_id]
             continue
-        sat = int(saturation[i])
+        sat = int(counted.saturation[i])
         current = period_counters.used.get(name, 0)
-        period_counters.used[name] = min(sat, current + int(billed[i]))
+        period_counters.used[name] = min(sat, current + int(counted.billed[i]))
         if current < sat:
             period_counters.applied.setdefault(name, {})[record_id] = current
         position[i] = current
-    for k in np.unique(key).tolist():
-        first = int(rows[np.flatnonzero(key == k)[0]])
-        state.mark_changed(str(columns.account[first]), _period_of(counters, state, k))
-    return position
-
-
-def _period_of(counters: list, state: RatingState, k: int) -> str:
-    target = counters[k]
-    for (account, period), value in state.items():
-        if value is target:
-            return period
-    return ""
+        state.mark_changed(*key_names[k])
 
 
 def _segments(columns: UsageColumns, group: _Group) -> tuple[Segments, np.ndarray]:
@@ -496,22 +513,35 @@ def _amounts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact sum per row of ``qty * numerator / L`` as (whole minor units, remainder over L)."""
     denominator = compiled.denominator
-    numerator = compiled.numerators[part_rate]
-    high, low = np.divmod(part_qty, denominator)
+    numerators = compiled.numerators
+    numerator = numerators[part_rate] if numerators.shape[0] > 1 else int(numerators[0])
     limit = MAX_AMOUNT * 10**plan.precision
-    # a part alone reaching the limit refuses the record anyway: cap it instead of overflowing
-    safe_high = np.where(numerator > 0, limit // np.maximum(numerator, 1), high)
-    whole = np.where(high > safe_high, limit, high * numerator)
-    product = low * numerator
-    carry, remainder = np.divmod(product, denominator)
-    whole = whole + carry
-    if part_row.shape[0] == rows and (rows == 0 or bool(np.all(part_row == np.arange(rows)))):
+    largest_qty = int(part_qty.max(initial=0))
+    if largest_qty * int(numerators.max(initial=0)) < INT64_SAFE:  # the usual case: products fit
+        product = part_qty * numerator
+        whole = product // denominator
+        remainder = product - whole * denominator
+    else:  # split qty = high * L + low so each product stays in int64; cap parts that reach the limit
+        numerator = numerators[part_rate]
+        high = part_qty // denominator
+        low = part_qty - high * denominator
+        safe_high = limit // np.maximum(numerator, 1)
+        product = low * numerator
+        carry = product // denominator
+        remainder = product - carry * denominator
+        whole = np.where((high > safe_high) & (numerator > 0), limit, high * numerator) + carry
+    if part_row.shape[0] == rows and (rows == 0 or int(part_row[-1]) == rows - 1):  # one part per row
         return whole, remainder
+    if rows == 0:
+        return whole[:0], remainder[:0]
     starts = np.searchsorted(part_row, np.arange(rows))
-    whole_sum = np.add.reduceat(np.minimum(whole, limit), starts) if rows else whole[:0]
-    remainder_sum = np.add.reduceat(remainder, starts) if rows else remainder[:0]
-    carry, remainder_sum = np.divmod(remainder_sum, denominator)
-    return whole_sum + carry, remainder_sum
+    whole_sum = np.add.reduceat(whole, starts)
+    if int(whole.max(initial=0)) >= INT64_SAFE // max(part_row.shape[0], 1):
+        # int64 sums are exact below 2**62; a row whose float shadow sum gets there is over the limit anyway
+        whole_sum = np.where(np.add.reduceat(whole.astype(np.float64), starts) >= INT64_SAFE, limit, whole_sum)
+    remainder_sum = np.add.reduceat(remainder, starts)
+    carry = remainder_sum // denominator
+    return whole_sum + carry, remainder_sum - carry * denominator
 
 
 def _assemble(
@@ -521,41 +551,77 @@ def _assemble(
     amount_scaled: np.ndarray,
     reasons: dict[int, str],
     fallback: np.ndarray,
-    line_tables: list[tuple[np.ndarray, ...]],
-    part_tables: list[tuple[np.ndarray, ...]],
+    priced: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]],
 ) -> KernelOutput:
-    empty = np.zeros(0, dtype=np.int64)
-    if line_tables:
-        line_cols = [np.concatenate([t[i] for t in line_tables]) for i in range(7)]
-        part_cols = [np.concatenate([t[i] for t in part_tables]) for i in range(3)]
-    else:
-        line_cols = [empty] * 5 + [empty.astype(bool)] * 2
-        part_cols = [empty] * 3
-    keep_line = ~refused[line_cols[0]]
-    old_ids = np.flatnonzero(keep_line)
-    order = old_ids[np.lexsort((line_cols[1][old_ids], line_cols[0][old_ids]))]
-    new_id = np.full(line_cols[0].shape[0], -1, dtype=np.int64)
-    new_id[order] = np.arange(order.shape[0])
-    part_line = new_id[part_cols[0]]
-    keep_part = (part_line >= 0) & (part_cols[2] > 0)
-    part_order = np.flatnonzero(keep_part)
-    part_order = part_order[np.argsort(part_line[part_order], kind="stable")]
+    """Lay the groups' lines out by (row, charge) and their parts after them, by counting, not sorting.
+
+    Groups come in (plan, charge) order and a row has one plan, so placing each group's lines after
+    the ones its rows already have keeps every row's lines in charge order.
+    """
+    keep_row = ~refused
+    kept_of_group = []
+    line_count = np.zeros(size, dtype=np.int64)
+    for lines, _ in priced:
+        keep = keep_row[lines[0]]
+        kept = None if keep.all() else np.flatnonzero(keep)  # None: every row of the group is kept
+        kept_of_group.append(kept)
+        line_count[lines[0] if kept is None else lines[0][kept]] += 1
+    line_offset = np.cumsum(line_count) - line_count
+    total_lines = int(line_offset[-1] + line_count[-1]) if size else 0
+    placed = line_offset.copy()
+    line_cols = [np.empty(total_lines, dtype=np.int64) for _ in range(5)] + [
+        np.empty(total_lines, dtype=bool) for _ in range(2)
+    ]
+    part_count = np.zeros(total_lines, dtype=np.int64)
+    slots_of_group = []
+    for (lines, parts), kept in zip(priced, kept_of_group, strict=True):
+        rows = lines[0] if kept is None else lines[0][kept]
+        slot = placed[rows]
+        placed[rows] += 1
+        for column, values in zip(line_cols, lines, strict=True):
+            column[slot] = values if kept is None else values[kept]
+        if kept is None:
+            slot_of_local = slot
+        else:
+            slot_of_local = np.full(lines[0].shape[0], -1, dtype=np.int64)
+            slot_of_local[kept] = slot
+        slots_of_group.append(slot_of_local)
+        local_row, _, qty = parts
+        counted = (qty > 0) & (slot_of_local[local_row] >= 0)
+        per_local = np.bincount(local_row[counted], minlength=lines[0].shape[0])
+        part_count[slot] = per_local if kept is None else per_local[kept]
+    part_offset = np.cumsum(part_count) - part_count
+    total_parts = int(part_count.sum())
+    part_cols = [np.empty(total_parts, dtype=np.int64) for _ in range(3)]
+    for (_, parts), slot_of_local in zip(priced, slots_of_group, strict=True):
+        local_row, rate, qty = parts
+        slot = slot_of_local[local_row]
+        index = np.flatnonzero((qty > 0) & (slot >= 0))
+        line_slot = slot[index]
+        # rank of a part within its line: parts of a line are contiguous and in model order
+        first_of_line = np.ones(index.shape[0], dtype=bool)
+        first_of_line[1:] = line_slot[1:] != line_slot[:-1]
+        run_start = np.maximum.accumulate(np.where(first_of_line, np.arange(index.shape[0]), 0))
+        target = part_offset[line_slot] + (np.arange(index.shape[0]) - run_start)
+        part_cols[0][target] = line_slot
+        part_cols[1][target] = rate[index]
+        part_cols[2][target] = qty[index]
     return KernelOutput(
         refused=refused,
         plan_index=np.where(refused, -1, plan_index),
         amount_scaled=amount_scaled,
         reasons=reasons,
         fallback=fallback,
-        line_row=line_cols[0][order],
-        line_charge=line_cols[1][order],
-        line_billed=line_cols[2][order],
-        line_free=line_cols[3][order],
-        line_amount=line_cols[4][order],
-        line_fee=line_cols[5][order],
-        line_minimum=line_cols[6][order],
-        part_line=part_line[part_order],
-        part_rate=part_cols[1][part_order],
-        part_qty=part_cols[2][part_order],
+        line_row=line_cols[0],
+        line_charge=line_cols[1],
+        line_billed=line_cols[2],
+        line_free=line_cols[3],
+        line_amount=line_cols[4],
+        line_fee=line_cols[5],
+        line_minimum=line_cols[6],
+        part_line=part_cols[0],
+        part_rate=part_cols[1],
+        part_qty=part_cols[2],
     )
 
 

@@ -115,4 +115,4 @@ class RecordKeys(NamedTuple):
     end_ms: int
 
 
-__all__ = ["LineDetail", "RecordKeys", "RatingResult", "breakdown_json", "rated_record"]
+__all__ = ["LineDetail", "RatingResult", "RecordKeys", "breakdown_json", "rated_record"]

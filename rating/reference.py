@@ -17,6 +17,7 @@ Per record and charge line:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import Context, Decimal
 
@@ -96,7 +97,7 @@ def line_amount(plan: Plan, charge: UsageCharge, parts: list[tuple[int, int]], f
     divisor = 1
     for rate_index, _ in parts:
         rate_divisor = charge.rates[rate_index].divisor
-        divisor = divisor * rate_divisor // _gcd(divisor, rate_divisor)
+        divisor = math.lcm(divisor, rate_divisor)
     numerator = Decimal(0)
     for rate_index, qty in parts:
         rate = charge.rates[rate_index]
@@ -107,26 +108,18 @@ def line_amount(plan: Plan, charge: UsageCharge, parts: list[tuple[int, int]], f
     return exact.quantize(Decimal(1).scaleb(-plan.precision), rounding=plan.rounding, context=_EXACT)
 
 
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
-
-
-def _position(
-    state: RatingState, record: UsageRecord, plan: Plan, charge: UsageCharge, billed: int
-) -> int:
+def _position(state: RatingState, record: UsageRecord, plan: Plan, charge: UsageCharge, billed: int) -> int:
     """Period-to-date position before this record, consuming ``billed`` unless the id was applied."""
     period = period_key(plan.clock, record.start_ms, charge.period)
     counters = state.period(record.account, period)
-    applied = counters.applied.get(charge.name)
+    applied = counters.applied.get(charge.counter)
     if applied is not None and record.id in applied:
         return applied[record.id]
     saturation = charge.counter_cap() + 1  # past this the price no longer depends on the position
-    position = counters.used.get(charge.name, 0)
-    counters.used[charge.name] = min(saturation, position + billed)
+    position = counters.used.get(charge.counter, 0)
+    counters.used[charge.counter] = min(saturation, position + billed)
     if position < saturation:
-        counters.applied.setdefault(charge.name, {})[record.id] = position
+        counters.applied.setdefault(charge.counter, {})[record.id] = position
     state.mark_changed(record.account, period)
     return position
 
@@ -209,4 +202,14 @@ def rate_reference(
     return result
 
 
-__all__ = ["Prepared", "apportion", "band_at", "line_amount", "metered", "precheck", "rate_record", "rate_reference", "time_segments"]
+__all__ = [
+    "Prepared",
+    "apportion",
+    "band_at",
+    "line_amount",
+    "metered",
+    "precheck",
+    "rate_record",
+    "rate_reference",
+    "time_segments",
+]

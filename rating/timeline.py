@@ -71,9 +71,7 @@ class Segments:
         return self.row.shape[0] == self.first.shape[0]
 
 
-def band_segments(
-    schedule: BandSchedule, start_ms: np.ndarray, end_ms: np.ndarray, split_at_edges: bool
-) -> Segments:
+def band_segments(schedule: BandSchedule, start_ms: np.ndarray, end_ms: np.ndarray, split_at_edges: bool) -> Segments:
     """Locate every record on the band timeline; with ``split_at_edges`` a crossing record gets one
     segment per band interval it overlaps, else one segment at the band of its start."""
     count = start_ms.shape[0]

@@ -42,9 +42,7 @@ def open_warehouse(url: str, **opts: Any) -> Warehouse:
         from warehouse.chdb_driver import ChdbWarehouse
 
         assert parsed.path is not None  # the parser always sets it for chdb
-        return ChdbWarehouse(
-            parsed.path, database=database, readonly=bool(opts.pop("readonly", False)), **opts
-        )
+        return ChdbWarehouse(parsed.path, database=database, readonly=bool(opts.pop("readonly", False)), **opts)
     from warehouse.server_driver import ClickHouseServerWarehouse
 
     return ClickHouseServerWarehouse(dataclasses.replace(parsed, database=database), **opts)

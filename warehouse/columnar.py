@@ -13,6 +13,7 @@ a per-row parse. Accepted Python values per ClickHouse type:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -135,6 +136,33 @@ def _to_array(values: Sequence[Any] | np.ndarray, target: pa.DataType | None) ->
     return pa.array(values, type=target)
 
 
+# Columns that tell two emissions of one record apart (a re-emitted window, a rerating).
+VERSION_COLUMNS = ("revision", "rating_version")
+
+
+def dedup_token(table: str, columns: Mapping[str, ColumnValues]) -> str | None:
+    """An insert deduplication token for a batch: a hash of its ids (and versions), or None without ids.
+
+    The tables keep the tokens of their last inserted blocks (``non_replicated_deduplication_window``),
+    so a retried batch, for instance after an insert that timed out but landed, is dropped at once
+    instead of waiting for a merge. Hashing ids rather than the whole content relies on the records'
+    contract: one id (at one version) is one record. About 6 ms per 100k ids.
+    """
+    ids = columns.get("id")
+    if ids is None or len(ids) == 0:
+        return None
+    digest = hashlib.blake2b(table.encode(), digest_size=16)
+    try:
+        digest.update("\x00".join(ids).encode())
+    except TypeError:
+        digest.update("\x00".join(map(str, ids)).encode())
+    for name in VERSION_COLUMNS:
+        if name in columns:
+            digest.update(name.encode())
+            digest.update(np.asarray(columns[name], dtype=np.int64).tobytes())
+    return f"{table}-{len(ids)}-{digest.hexdigest()}"
+
+
 def to_arrow_table(table: str, columns: Mapping[str, ColumnValues], schema: Mapping[str, str]) -> pa.Table:
     """Build the Arrow table for ``columns`` (equal lengths, names from ``schema``) or raise BatchError."""
     names = list(columns)
@@ -153,4 +181,4 @@ def to_arrow_table(table: str, columns: Mapping[str, ColumnValues], schema: Mapp
     return pa.Table.from_arrays(arrays, names=names)
 
 
-__all__ = ["arrow_type", "split_type", "to_arrow_table"]
+__all__ = ["VERSION_COLUMNS", "arrow_type", "dedup_token", "split_type", "to_arrow_table"]

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.base import (
+    BatchError,
+    MigrationError,
     QueryError,
     QueryResult,
     ReadOnlyViolation,
@@ -44,7 +46,15 @@ MAX_SQL_BYTES = 1 << 20
 log = logging.getLogger(__name__)
 
 _ERRORS: dict[str, type[WarehouseError]] = {
-    cls.__name__: cls for cls in (WarehouseError, WarehouseUnavailable, QueryError, ReadOnlyViolation)
+    cls.__name__: cls
+    for cls in (
+        WarehouseError,
+        WarehouseUnavailable,
+        QueryError,
+        ReadOnlyViolation,
+        BatchError,
+        MigrationError,
+    )
 }
 
 
@@ -61,6 +71,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     warehouse: Warehouse
     token: str
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up mid-answer is not worth a traceback on the owner's stderr.
+        log.debug("sql endpoint: error while answering %s", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -226,9 +240,7 @@ def fetch_via_endpoint(state_file: str | Path, sql: str, *, timeout: float = 300
             raise cls(message, sql=sql) from None
         raise cls(message) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-        raise EndpointUnreachable(
-            f"SQL endpoint at {state['host']}:{state['port']} unreachable: {exc}"
-        ) from None
+        raise EndpointUnreachable(f"SQL endpoint at {state['host']}:{state['port']} unreachable: {exc}") from None
     types = [str(t) for t in body["types"]]
     return QueryResult(columns=list(body["columns"]), types=types, rows=decode_rows(types, body["rows"]))
 

@@ -78,8 +78,7 @@ def format_csv(result: QueryResult) -> str:
 def format_json(result: QueryResult) -> str:
     """A JSON array of objects, one per row; decimals as strings, timestamps in ISO 8601."""
     rows = [
-        {name: to_json_value(value) for name, value in zip(result.columns, row, strict=True)}
-        for row in result.rows
+        {name: to_json_value(value) for name, value in zip(result.columns, row, strict=True)} for row in result.rows
     ]
     return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
 

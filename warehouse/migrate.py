@@ -65,9 +65,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise MigrationError(f"migration file {path.name} is not named NNN_lowercase_name.sql", path.name)
         number = int(match.group(1))
         if number in numbers:
-            raise MigrationError(
-                f"migrations {numbers[number]} and {path.name} share number {number}", path.name
-            )
+            raise MigrationError(f"migrations {numbers[number]} and {path.name} share number {number}", path.name)
         numbers[number] = path.name
         raw = path.read_bytes()
         migrations.append(Migration(path.name, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()))
@@ -152,9 +150,7 @@ def set_telemetry_ttl(warehouse: Warehouse, days: int) -> bool:
     if wanted is None:
         warehouse.execute("ALTER TABLE telemetry_samples REMOVE TTL")
     else:
-        warehouse.execute(
-            f"ALTER TABLE telemetry_samples MODIFY TTL toDateTime(ts) + INTERVAL {int(days)} DAY"
-        )
+        warehouse.execute(f"ALTER TABLE telemetry_samples MODIFY TTL toDateTime(ts) + INTERVAL {int(days)} DAY")
     log.info("telemetry_samples TTL changed from %s to %s days", current, wanted)
     return True
 

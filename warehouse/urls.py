@@ -58,9 +58,7 @@ def parse_warehouse_url(url: str, *, environ: dict[str, str] | None = None) -> W
     if parts.scheme == "chdb":
         # chdb://var/x reads as a relative path (the "host" is its first segment); chdb:///x is absolute.
         raw_path = unquote(parts.netloc + parts.path)
-        return WarehouseURL(
-            driver="chdb", path=Path(raw_path or DEFAULT_CHDB_PATH), database=database, options=options
-        )
+        return WarehouseURL(driver="chdb", path=Path(raw_path or DEFAULT_CHDB_PATH), database=database, options=options)
     if parts.scheme in ("clickhouse", "clickhouses"):
         secure = parts.scheme == "clickhouses"
         if not parts.hostname:
@@ -83,9 +81,7 @@ def parse_warehouse_url(url: str, *, environ: dict[str, str] | None = None) -> W
             secure=secure,
             options=options,
         )
-    raise WarehouseURLError(
-        f"unknown warehouse scheme {parts.scheme!r}; use chdb://, clickhouse:// or clickhouses://"
-    )
+    raise WarehouseURLError(f"unknown warehouse scheme {parts.scheme!r}; use chdb://, clickhouse:// or clickhouses://")
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 The embedded driver reads results as ``JSONCompact`` with decimals and wide integers quoted, and the
 local SQL endpoint ships rows as JSON too; both decode here, so a ``Decimal(18, 6)`` comes back as
 an exact ``Decimal`` and a ``DateTime64(3, 'UTC')`` as an aware ``datetime`` on every path.
+The engine prints NaN and infinities as JSON ``null``, so they read back as ``None``.
 """
 
 from __future__ import annotations

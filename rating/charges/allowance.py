@@ -34,9 +34,7 @@ def free_units_many(included: int | None, position: np.ndarray, billed: np.ndarr
     return np.clip(included - position, 0, billed)
 
 
-def take_free_many(
-    seg_row: np.ndarray, seg_qty: np.ndarray, row_first_seg: np.ndarray, free: np.ndarray
-) -> np.ndarray:
+def take_free_many(seg_row: np.ndarray, seg_qty: np.ndarray, row_first_seg: np.ndarray, free: np.ndarray) -> np.ndarray:
     """Vectorised :func:`take_free`: chargeable units per segment (segments sorted by row)."""
     if seg_row.shape[0] == free.shape[0]:  # one segment per row: the common case
         return seg_qty - free

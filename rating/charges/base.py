@@ -116,6 +116,7 @@ class UsageCharge:
     minimum: Decimal = Decimal(0)
     split: str = "proportional"  # how a record crossing a band edge is priced: proportional | start
     bands: BandSchedule | None = None
+    counter: str = ""  # allowance counter in the state: "<plan>/<charge>" unless the catalog names one
 
     @property
     def rates(self) -> tuple[Rate, ...]:

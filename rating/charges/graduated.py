@@ -17,6 +17,7 @@ from rating.charges.base import LineArrays, LineQuantities, ParseContext, PartAr
 from rating.errors import CatalogError
 
 UNBOUNDED = np.iinfo(np.int64).max
+MAX_TIERS = 1000
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Tiers:
 def parse_tiers(raw: dict[str, Any], ctx: ParseContext, where: str) -> Tiers:
     """``tiers: [{up_to: "10 GB" | 10, price, flat_fee?}, ..., {price}]``; ``up_to`` is inclusive."""
     items = raw.get("tiers")
-    if not isinstance(items, list) or not items:
-        raise CatalogError(f"{where}.tiers", "needs a non-empty list of tiers")
+    if not isinstance(items, list) or not items or len(items) > MAX_TIERS:
+        raise CatalogError(f"{where}.tiers", f"needs a list of 1 to {MAX_TIERS} tiers")
     lower: list[int] = []
     upper: list[int] = []
     unit_rate: list[int] = []

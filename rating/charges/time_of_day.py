@@ -6,6 +6,7 @@ A record crossing a band edge is split per the charge's ``split`` rule (see the 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rating.calendar import BandSchedule, parse_bands
@@ -30,7 +31,7 @@ class TimeOfDayPricing(Pricing):
 def band_schedule(raw: dict[str, Any], ctx: ParseContext, where: str) -> BandSchedule:
     """The bands of a charge with its holiday calendar (``calendar: NAME`` from the catalog)."""
     calendar_name = raw.get("calendar")
-    holidays = frozenset()
+    holidays: frozenset[dt.date] = frozenset()
     if calendar_name is not None:
         if calendar_name not in ctx.calendars:
             raise CatalogError(f"{where}.calendar", f"unknown calendar {calendar_name!r}")

@@ -1,7 +1,7 @@
 """Fixtures on the real embedded engine (chDB) in a temporary data directory.
 
-chDB serves one data directory per process, so the whole test session shares one directory (held
-open by an anchor connection) and each test gets its own database in it, with the migrations applied.
+chDB serves one data directory per process, so each test module shares one directory (held open
+by an anchor connection) and each test gets its own database in it, with the migrations applied.
 Tests that need a second owner or no owner at all run the other side in a child process.
 """
 
@@ -17,17 +17,30 @@ from pathlib import Path
 
 import pytest
 
+from warehouse.base import WarehouseUnavailable
 from warehouse.chdb_driver import ChdbWarehouse
 from warehouse.migrate import apply_migrations
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The session's chDB data directory, kept open for the whole session."""
+    """The module's chDB data directory, held open until the module ends.
+
+    Module scope, not session: the engine is released between modules, so other rooms' tests in
+    the same pytest process can open their own data directories.
+    """
     path = tmp_path_factory.mktemp("chdb")
-    anchor = ChdbWarehouse(path, database="anchor")
+    try:
+        anchor = ChdbWarehouse(path, database="anchor")
+    except WarehouseUnavailable as exc:
+        pytest.fail(
+            f"cannot open a chDB directory for the warehouse tests: {exc}\n"
+            "chDB serves one data directory per process: an earlier test left another one open "
+            "(close its warehouse), or run `pytest tests/warehouse` on its own.",
+            pytrace=False,
+        )
     yield path
     anchor.close()
 

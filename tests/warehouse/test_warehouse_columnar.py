@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from warehouse.base import BatchError
-from warehouse.columnar import arrow_type, split_type, to_arrow_table
+from warehouse.columnar import arrow_type, dedup_token, split_type, to_arrow_table
 from warehouse.values import decode_rows, decoder_for, to_json_value
 
 
@@ -92,3 +92,12 @@ def test_json_values_round_trip_through_decoders() -> None:
     types = ["Decimal(18, 6)", "DateTime64(3, 'UTC')", "Date"]
     encoded = [to_json_value(v) for v in values]
     assert decode_rows(types, [encoded]) == [values]
+
+
+def test_dedup_token_follows_ids_and_versions() -> None:
+    base = {"id": ["a", "b"], "rating_version": [1, 1]}
+    assert dedup_token("rated_usage", base) == dedup_token("rated_usage", {**base, "amount": ["9", "9"]})
+    assert dedup_token("rated_usage", base) != dedup_token("rated_usage", {**base, "rating_version": [1, 2]})
+    assert dedup_token("rated_usage", base) != dedup_token("usage_records", base)
+    assert dedup_token("rated_usage", base) != dedup_token("rated_usage", {"id": ["a\x00b"], "rating_version": [1]})
+    assert dedup_token("pipeline_metrics", {"value": [1.0]}) is None

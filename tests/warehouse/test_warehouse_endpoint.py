@@ -38,7 +38,7 @@ else:
 """
 
 
-def _seed(wh: ChdbWarehouse) -> None:
+def _seed(wh: ChdbWarehouse, first: int = 0) -> None:
     rated = [
         RatedUsage(
             id=f"u{i}",
@@ -52,7 +52,7 @@ def _seed(wh: ChdbWarehouse) -> None:
             currency="EUR",
             plan="p",
         )
-        for i in range(3)
+        for i in range(first, first + 3)
     ]
     wh.insert_columns("rated_usage", columns_for("rated_usage", rated))
 
@@ -70,15 +70,13 @@ def test_second_process_reads_through_the_endpoint_while_owner_holds_the_engine(
     try:
         assert json.loads(state.read_text())["port"] == endpoint.port
         assert state.stat().st_mode & 0o077 == 0  # the token is for the directory's owner only
-        answer = _read(
-            f"chdb://{wh.path}?database={wh.database}", "SELECT count(), sum(amount) FROM rated_usage"
-        )
+        answer = _read(f"chdb://{wh.path}?database={wh.database}", "SELECT count(), sum(amount) FROM rated_usage")
         assert answer["rows"] == [["3", "0.300003"]]
         assert answer["opened_engine"] is False  # it never touched the locked directory
         refused = _read(f"chdb://{wh.path}?database={wh.database}", "DROP TABLE rated_usage")
         assert refused["error"] == "ReadOnlyViolation"
         # The owner keeps writing meanwhile.
-        _seed(wh)
+        _seed(wh, first=3)
         assert wh.query("SELECT count() FROM rated_usage").rows == [[6]]
     finally:
         endpoint.stop()

@@ -34,9 +34,7 @@ def test_table_aligns_columns_and_right_aligns_numbers() -> None:
 
 def test_csv_quotes_and_leaves_null_empty() -> None:
     assert format_result(RESULT, "csv") == (
-        "account,amount,at,note\n"
-        "acct-1,0.100001,2026-01-01 12:00:00.123,\n"
-        'a2,1234567.5,2026-01-01 00:00:00,"x,y"\n'
+        'account,amount,at,note\nacct-1,0.100001,2026-01-01 12:00:00.123,\na2,1234567.5,2026-01-01 00:00:00,"x,y"\n'
     )
 
 

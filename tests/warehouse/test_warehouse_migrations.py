@@ -79,9 +79,7 @@ def test_new_file_is_applied_after_the_others(fresh_db: ChdbWarehouse, tmp_path:
 def test_failed_file_is_not_recorded_and_names_the_statement(fresh_db: ChdbWarehouse, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()
-    (folder / "001_broken.sql").write_text(
-        "CREATE TABLE ok (a UInt8) ENGINE = Memory;\nCREATE TABLE nonsense;"
-    )
+    (folder / "001_broken.sql").write_text("CREATE TABLE ok (a UInt8) ENGINE = Memory;\nCREATE TABLE nonsense;")
     with pytest.raises(MigrationError, match=r"001_broken\.sql failed at statement 2"):
         apply_migrations(fresh_db, folder, telemetry_ttl_days=None)
     assert "001_broken.sql" not in applied_migrations(fresh_db)

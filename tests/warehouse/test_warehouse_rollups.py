@@ -52,8 +52,7 @@ def test_rollups_produce_5m_and_1h_rows(wh: ChdbWarehouse) -> None:
     assert rows[1][2:] == [5, 30, 800.0, 2000.0, 1500.0, 5]  # minutes 5-9: avg of 600..1000
     assert wh.query("SELECT count() FROM interface_rates_5m FINAL").rows[0][0] == 4
     hourly = wh.query(
-        "SELECT device, window_start, windows, in_bps_avg, speed_bps "
-        "FROM interface_rates_1h FINAL ORDER BY device"
+        "SELECT device, window_start, windows, in_bps_avg, speed_bps FROM interface_rates_1h FINAL ORDER BY device"
     ).rows
     assert hourly == [["r1", start, 10, 550.0, 10**9], ["r2", start, 10, 550.0, 10**9]]
 

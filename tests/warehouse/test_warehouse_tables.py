@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -94,8 +96,7 @@ def test_usage_records_round_trip(wh: ChdbWarehouse) -> None:
     )
     _insert(wh, "usage_records", [record])
     row = wh.query(
-        "SELECT id, account, service, start, end, bytes_up, bytes_down, duration_s, event_type "
-        "FROM usage_records"
+        "SELECT id, account, service, start, end, bytes_up, bytes_down, duration_s, event_type FROM usage_records"
     ).rows[0]
     assert row == ["u1", "acct-1", "fiber-1g", _at(T0), _at(T0 + 60_000), 10**15, 123, 60, "data"]
 
@@ -131,14 +132,15 @@ def test_rated_usage_money_is_exact(wh: ChdbWarehouse) -> None:
 
 def test_rated_usage_keeps_highest_rating_version(wh: ChdbWarehouse) -> None:
     _insert(wh, "rated_usage", [_rated(1, "10.00"), _rated(2, "20.00")])
-    _insert(wh, "rated_usage", [_rated(1, "8.50", version=2)])
-    _insert(wh, "rated_usage", [_rated(1, "10.00")])  # a stale replay of version 1 must not win
+    _insert(wh, "rated_usage", [_rated(1, "8.50", version=2)])  # same id, new version: not a retry
+    assert wh.query("SELECT count() FROM rated_usage").rows == [[3]]
+    _insert(wh, "rated_usage", [_rated(1, "10.00"), _rated(3, "1.00")])  # a stale replay of version 1 must not win
     rows = wh.query("SELECT id, amount, rating_version FROM rated_usage FINAL ORDER BY id").rows
-    assert rows == [["u1", Decimal("8.500000"), 2], ["u2", Decimal("20.000000"), 1]]
+    assert rows == [["u1", Decimal("8.500000"), 2], ["u2", Decimal("20.000000"), 1], ["u3", Decimal("1.000000"), 1]]
     by_argmax = wh.query(
         "SELECT sum(a) FROM (SELECT argMax(amount, rating_version) AS a FROM rated_usage GROUP BY id)"
     ).rows[0][0]
-    assert by_argmax == Decimal("28.5")
+    assert by_argmax == Decimal("29.5")
 
 
 def test_quantity_finer_than_nine_decimals_is_rounded_but_money_is_refused(wh: ChdbWarehouse) -> None:
@@ -198,13 +200,10 @@ def test_interface_rates_keep_highest_revision(wh: ChdbWarehouse) -> None:
     _insert(wh, "interface_rates_1m", [_rate(1, revision=3, in_avg=5000.0)])
     _insert(wh, "interface_rates_1m", [_rate(1, revision=2, in_avg=4000.0)])
     rows = wh.query(
-        "SELECT window_start, in_bps_avg, revision, in_util_pct_avg FROM interface_rates_1m FINAL "
-        "ORDER BY window_start"
+        "SELECT window_start, in_bps_avg, revision, in_util_pct_avg FROM interface_rates_1m FINAL ORDER BY window_start"
     ).rows
     assert rows == [[_at(T0), 1000.0, 1, 10.0], [_at(T0 + 60_000), 5000.0, 3, None]]
-    inserted = wh.query(
-        "SELECT count() FROM interface_rates_1m WHERE inserted_at > now64() - INTERVAL 1 HOUR"
-    )
+    inserted = wh.query("SELECT count() FROM interface_rates_1m WHERE inserted_at > now64() - INTERVAL 1 HOUR")
     assert inserted.rows[0][0] >= 2  # inserted_at is filled by the table's default
 
 
@@ -232,9 +231,7 @@ def test_alerts_dead_letters_and_metrics_round_trip(wh: ChdbWarehouse) -> None:
         updated_ms=T0 + 60_000,
     )
     _insert(wh, "alerts", [alert, resolved])
-    current = wh.query(
-        "SELECT fingerprint, argMax(status, updated), max(ends) FROM alerts GROUP BY fingerprint"
-    )
+    current = wh.query("SELECT fingerprint, argMax(status, updated), max(ends) FROM alerts GROUP BY fingerprint")
     assert current.rows == [["fp", "resolved", _at(T0 + 60_000)]]
     letter = DeadLetter(
         id="dl1",
@@ -267,8 +264,10 @@ def test_alerts_dead_letters_and_metrics_round_trip(wh: ChdbWarehouse) -> None:
 def test_replayed_batch_collapses_to_unique_ids(wh: ChdbWarehouse) -> None:
     batch = [_sample(i, in_octets=i) for i in range(500)]
     _insert(wh, "telemetry_samples", batch)
-    # A replay after a crash: the same records again, plus an overlapping, differently cut batch.
+    # A retry of the same batch is dropped at insert time (deduplication token), even without FINAL.
     _insert(wh, "telemetry_samples", batch)
+    assert wh.query("SELECT count() FROM telemetry_samples").rows == [[500]]
+    # A replay after a crash cut differently overlaps what is stored; FINAL collapses it by id.
     _insert(wh, "telemetry_samples", [_sample(i, in_octets=i) for i in range(250, 750)])
     final = wh.query("SELECT count(), uniqExact(id) FROM telemetry_samples FINAL").rows[0]
     assert final == [750, 750]
@@ -278,9 +277,7 @@ def test_replayed_batch_collapses_to_unique_ids(wh: ChdbWarehouse) -> None:
 
 def test_columns_for_refuses_the_wrong_record_type() -> None:
     with pytest.raises(TypeError, match="TelemetrySample"):
-        columns_for(
-            "telemetry_samples", [UsageRecord(id="u", account="a", service="s", start_ms=0, end_ms=0)]
-        )
+        columns_for("telemetry_samples", [UsageRecord(id="u", account="a", service="s", start_ms=0, end_ms=0)])
     with pytest.raises(ValueError, match="interface_rates_5m"):
         columns_for("interface_rates_5m", [])
 
@@ -297,3 +294,24 @@ def test_insert_errors_name_table_and_column(wh: ChdbWarehouse) -> None:
         wh.insert_columns("no_such_table", {"id": ["x"]})
     assert wh.insert_columns("usage_records", {}) == 0
     assert wh.insert_columns("usage_records", {"id": []}) == 0
+
+
+def test_concurrent_inserts_and_reads_from_threads(wh: ChdbWarehouse) -> None:
+    def insert(worker: int) -> None:
+        for batch in range(5):
+            records = [
+                UsageRecord(id=f"w{worker}-{batch}-{i}", account="a", service="s", start_ms=T0, end_ms=T0)
+                for i in range(200)
+            ]
+            _insert(wh, "usage_records", records)
+            wh.query("SELECT count() FROM usage_records", readonly=True)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(insert, range(4)))
+    assert wh.query("SELECT count(), uniqExact(id) FROM usage_records").rows == [[4000, 4000]]
+
+
+def test_rows_docstring_example_runs() -> None:
+    import warehouse.rows
+
+    assert doctest.testmod(warehouse.rows).failed == 0

@@ -3,9 +3,10 @@
 -- Idempotency: every record carries an id, and a replay after a crash re-inserts records that may
 -- already be stored. Both tables are ReplacingMergeTree with the id in the sorting key, so copies of
 -- one record collapse into one row when parts merge. Merges happen in the background, at no fixed
--- time: a query that must count exactly uses FINAL (or GROUP BY id). A retried identical batch is
--- usually dropped at insert time already (non_replicated_deduplication_window keeps the hashes of the
--- last 1000 inserted blocks), which keeps plain counts right in the common retry case.
+-- time: a query that must count exactly uses FINAL (or GROUP BY id). A retried batch is usually
+-- dropped at insert time already: the drivers tag each insert with a token hashed from its ids (and
+-- versions), and non_replicated_deduplication_window keeps the tokens of the last 1000 inserts, so
+-- plain counts stay right in the common retry case too.
 --
 -- telemetry_samples is partitioned by day so its TTL (default 7 days, changed by warehouse/migrate.py
 -- with ALTER TABLE ... MODIFY TTL) drops whole parts instead of rewriting them.
