@@ -293,7 +293,9 @@ class LocalPipeline:
             f"AND position(payload, '{self.run_id}') > 0",
         )
         rows = self.warehouse.query(
-            "SELECT stage, reason, count() AS n FROM dead_letters FINAL GROUP BY stage, reason ORDER BY n DESC LIMIT 10"
+            # Reasons grouped by their wording: quoted values, timestamps and long numbers become '...'.
+            "SELECT stage, replaceRegexpAll(reason, '''[^'']*''|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z?|[0-9]{5,}', '...') "
+            "AS kind, count() AS n FROM dead_letters FINAL GROUP BY stage, kind ORDER BY n DESC LIMIT 10"
         ).rows
         summary.dead_letters_by_reason = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
         avg = self.warehouse.query("SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL").rows
