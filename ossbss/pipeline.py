@@ -294,7 +294,8 @@ class LocalPipeline:
         )
         rows = self.warehouse.query(
             # Reasons grouped by their wording: quoted values, timestamps and long numbers become '...'.
-            "SELECT stage, replaceRegexpAll(reason, '''[^'']*''|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z?|[0-9]{5,}', '...') "
+            "SELECT stage, replaceRegexpAll(reason, "
+            "'''[^'']*''|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z?|[0-9]{5,}', '...') "
             "AS kind, count() AS n FROM dead_letters FINAL GROUP BY stage, kind ORDER BY n DESC LIMIT 10"
         ).rows
         summary.dead_letters_by_reason = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
