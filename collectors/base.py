@@ -291,9 +291,7 @@ def parse_collector_config(data: Mapping[str, Any], key: str = "collectors[0]") 
         raise CollectorConfigError(key, f"must be a mapping, not {type(data).__name__}")
     type_name = data.get("type")
     if not isinstance(type_name, str):
-        raise CollectorConfigError(
-            f"{key}.type", "is required (one of: snmp, snmp_traps, gnmi, usage_files, ...)"
-        )
+        raise CollectorConfigError(f"{key}.type", "is required (one of: snmp, snmp_traps, gnmi, usage_files, ...)")
     cls = collector_class(type_name, f"{key}.type")
     config = convert_config(cls.config_type, data, key)
     config.validate(key)

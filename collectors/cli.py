@@ -317,6 +317,7 @@ def collect_traps(args: argparse.Namespace) -> int:
                 printer.drain()
         finally:
             collector.close()
+            await asyncio.sleep(0)  # let the socket close before the loop ends
             printer.drain()
         return 0
 

@@ -77,7 +77,8 @@ def to_proto(path: PathT, target: str = "", origin: str = "") -> gnmi_pb2.Path:
 def from_proto(path: gnmi_pb2.Path) -> PathT:
     if path.elem:
         return tuple((e.name, tuple(sorted(e.key.items()))) for e in path.elem)
-    return tuple((name, ()) for name in path.element if name)  # gNMI < 0.4 string elements
+    # gNMI < 0.4 string elements, which may carry keys inline: "interface[name=Ethernet1]"
+    return tuple(elem for name in path.element if name for elem in parse_path(name))
 
 
 def matches(pattern: PathT, path: PathT) -> bool:

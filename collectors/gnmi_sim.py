@@ -148,9 +148,7 @@ class SimInterface:
         out += [((*counters, (name, ())), int(value)) for name, value in self.counters.items()]
         out.append(((*counters, ("carrier-transitions", ())), self.carrier_transitions))
         speed = OC_SPEEDS.get(self.speed_bps, "SPEED_UNKNOWN")
-        out.append(
-            ((*base, ("ethernet", ()), ("state", ()), ("port-speed", ())), f"openconfig-if-ethernet:{speed}")
-        )
+        out.append(((*base, ("ethernet", ()), ("state", ()), ("port-speed", ())), f"openconfig-if-ethernet:{speed}"))
         return out
 
 
@@ -198,9 +196,7 @@ class SimDevice:
             raise KeyError(f"no interface {name!r}")
         return iface
 
-    def inject(
-        self, kind: str, interface: str, duration_s: float | None = None, errors_per_s: float = 500.0
-    ) -> None:
+    def inject(self, kind: str, interface: str, duration_s: float | None = None, errors_per_s: float = 500.0) -> None:
         """Start a fault on ``interface`` for ``duration_s`` (None: until :meth:`clear`)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
@@ -331,9 +327,7 @@ class GnmiService(gnmi_pb2_grpc.gNMIServicer):
         except StopAsyncIteration:
             return
         if not first.HasField("subscribe"):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first request must be a SubscriptionList"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must be a SubscriptionList")
         slist = first.subscribe
         prefix = from_proto(slist.prefix)
         subs: list[_Sub] = []
@@ -542,9 +536,7 @@ def make_test_pki(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -592,9 +584,7 @@ def make_test_pki(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m collectors.gnmi_sim", description="Run the gNMI device simulator."
-    )
+    parser = argparse.ArgumentParser(prog="python -m collectors.gnmi_sim", description="Run the gNMI device simulator.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--interfaces", type=int, default=8)

@@ -196,9 +196,7 @@ class SnmpTargetConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
                 if proto and not (env or file):
                     raise CollectorConfigError(f"{key}.{name}_env", f"set {name}_env or {name}_file")
         elif sum(bool(x) for x in (self.community, self.community_env, self.community_file)) > 1:
-            raise CollectorConfigError(
-                f"{key}.community", "set only one of community, community_env, community_file"
-            )
+            raise CollectorConfigError(f"{key}.community", "set only one of community, community_env, community_file")
         for name in ("interval_s", "timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -240,9 +238,7 @@ class SnmpConfig(CollectorConfig, frozen=True, kw_only=True):
         for i, target in enumerate(self.targets):
             target.validate(f"{key}.targets[{i}]")
             if target.device in seen:
-                raise CollectorConfigError(
-                    f"{key}.targets[{i}].name", f"device name {target.device!r} used twice"
-                )
+                raise CollectorConfigError(f"{key}.targets[{i}].name", f"device name {target.device!r} used twice")
             seen.add(target.device)
 
 
@@ -323,9 +319,7 @@ async def walk_columns(
                 continue
             previous = last[col]
             if oid <= previous and oid_tuple(oid) <= oid_tuple(previous):
-                raise TargetProtocolError(
-                    session.name, f"OID not increasing: {oid_str(oid)} after {oid_str(previous)}"
-                )
+                raise TargetProtocolError(session.name, f"OID not increasing: {oid_str(oid)} after {oid_str(previous)}")
             last[col] = oid
             progressed = True
             if tag in (NO_SUCH_OBJECT, NO_SUCH_INSTANCE):
@@ -514,9 +508,7 @@ class SnmpCollector(Collector[SnmpConfig]):
         self.last_errors: dict[str, str] = {}
 
     def _on_malformed(self, data: bytes, addr: tuple[str, int], reason: str) -> None:
-        self.dead_letter(
-            dead_letter_for(data, topic=f"snmp://{addr[0]}:{addr[1]}", stage="snmp-poll", reason=reason)
-        )
+        self.dead_letter(dead_letter_for(data, topic=f"snmp://{addr[0]}:{addr[1]}", stage="snmp-poll", reason=reason))
 
     async def _session(self, state: TargetState) -> SnmpSession:
         if state.session is None:
@@ -544,9 +536,7 @@ class SnmpCollector(Collector[SnmpConfig]):
         session = await self._session(state)
         requests_before = session.requests
         async with self._in_flight:
-            walk = await walk_columns(
-                session, columns_for(state.mode), state.max_repetitions, (SYS_UPTIME, SYS_NAME)
-            )
+            walk = await walk_columns(session, columns_for(state.mode), state.max_repetitions, (SYS_UPTIME, SYS_NAME))
             extra = await self._extras(session, state) if self.config.extra_oids else {}
         uptime: int | None = None
         sys_name = ""
@@ -662,9 +652,7 @@ class SnmpCollector(Collector[SnmpConfig]):
                 return
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [
-            asyncio.create_task(self._target_loop(s, stop), name=f"snmp:{s.device}") for s in self.targets
-        ]
+        tasks = [asyncio.create_task(self._target_loop(s, stop), name=f"snmp:{s.device}") for s in self.targets]
         try:
             await stop.wait()
         finally:
@@ -679,6 +667,7 @@ class SnmpCollector(Collector[SnmpConfig]):
                 await state.session.close()
                 state.session = None
         self.endpoint.close()
+        await asyncio.sleep(0)  # let the transports' close callbacks run before the loop may end
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

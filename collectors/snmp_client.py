@@ -97,9 +97,7 @@ class SnmpSession(ABC):
         self.requests = 0
 
     @abstractmethod
-    async def get_bulk(
-        self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int
-    ) -> list[VarBind]:
+    async def get_bulk(self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int) -> list[VarBind]:
         """One GETBULK: the var-binds in wire order (non-repeaters first, then rows of repeaters)."""
 
     @abstractmethod
@@ -152,6 +150,7 @@ class SnmpEndpoint:
         self._endpoints: dict[int, _Endpoint] = {}
         self._ids = int.from_bytes(os.urandom(3), "big")
         self.on_malformed: Callable[[bytes, tuple[str, int], str], None] | None = None
+        self._lock: asyncio.Lock | None = None  # created in the running loop, on first use
 
     def next_id(self) -> int:
         self._ids = (self._ids + 1) & 0x7FFFFFFF or 1
@@ -159,16 +158,22 @@ class SnmpEndpoint:
 
     async def endpoint(self, family: int) -> _Endpoint:
         proto = self._endpoints.get(family)
-        if proto is None:
-            loop = asyncio.get_running_loop()
-            local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
-            _, created = await loop.create_datagram_endpoint(_Endpoint, local_addr=local, family=family)
-            proto = self._endpoints.setdefault(family, created)
-            proto.on_malformed = self.on_malformed
-            sock = proto.transport.get_extra_info("socket") if proto.transport else None
-            if sock is not None:
-                with contextlib.suppress(OSError):  # big tables arrive in bursts of large datagrams
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if proto is not None:
+            return proto
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # many targets start at once: only the first creates the socket
+            proto = self._endpoints.get(family)
+            if proto is None:
+                loop = asyncio.get_running_loop()
+                local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
+                _, proto = await loop.create_datagram_endpoint(_Endpoint, local_addr=local, family=family)
+                proto.on_malformed = self.on_malformed
+                sock = proto.transport.get_extra_info("socket") if proto.transport else None
+                if sock is not None:
+                    with contextlib.suppress(OSError):  # big tables arrive in bursts of large datagrams
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                self._endpoints[family] = proto
         return proto
 
     async def exchange(
@@ -190,6 +195,7 @@ class SnmpEndpoint:
             if proto.transport is not None:
                 proto.transport.close()
         self._endpoints.clear()
+        self._lock = None
 
     @property
     def malformed(self) -> int:
@@ -238,9 +244,7 @@ class NativeSession(SnmpSession):
         else:
             self.community = credentials.community.reveal().encode() if credentials.community else b"public"
 
-    async def get_bulk(
-        self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int
-    ) -> list[VarBind]:
+    async def get_bulk(self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int) -> list[VarBind]:
         varbinds = null_varbinds(non_repeaters + repeaters)
         return await self._request(GET_BULK, len(non_repeaters), max_repetitions, varbinds)
 
@@ -251,9 +255,7 @@ class NativeSession(SnmpSession):
         if self.version == "3":
             return await self._request_v3(tag, field2, field3, varbinds)
         request_id = self.endpoint.next_id()
-        data = encode_community_message(
-            V2C, self.community, encode_pdu(tag, request_id, field2, field3, varbinds)
-        )
+        data = encode_community_message(V2C, self.community, encode_pdu(tag, request_id, field2, field3, varbinds))
         _, msg = await self._send(request_id, data)
         return self._varbinds(msg)
 
@@ -282,9 +284,7 @@ class NativeSession(SnmpSession):
         request_id = self.endpoint.next_id()
         scoped = tlv(
             SEQUENCE,
-            tlv(OCTET_STRING, b"")
-            + tlv(OCTET_STRING, b"")
-            + encode_pdu(GET, request_id, 0, 0, tlv(SEQUENCE, b"")),
+            tlv(OCTET_STRING, b"") + tlv(OCTET_STRING, b"") + encode_pdu(GET, request_id, 0, 0, tlv(SEQUENCE, b"")),
         )
         probe = UsmUser("")
         data = encode_v3(probe, EngineState(), request_id, scoped, self.salts, flags=FLAG_REPORTABLE)
@@ -299,9 +299,7 @@ class NativeSession(SnmpSession):
         for _round in range(3):  # a report (time window, new engine) is answered by retrying
             request_id = self.endpoint.next_id()
             pdu = encode_pdu(tag, request_id, field2, field3, varbinds)
-            scoped = tlv(
-                SEQUENCE, tlv(OCTET_STRING, self.engine.engine_id) + tlv(OCTET_STRING, self.context) + pdu
-            )
+            scoped = tlv(SEQUENCE, tlv(OCTET_STRING, self.engine.engine_id) + tlv(OCTET_STRING, self.context) + pdu)
             data = encode_v3(self.user, self.engine, request_id, scoped, self.salts)
             raw, msg = await self._send(request_id, data)
             if not msg.flags & FLAG_AUTH:  # plaintext: a discovery or error report, or a wrong level
@@ -310,9 +308,7 @@ class NativeSession(SnmpSession):
                     await self.discover()
                     continue
                 if reason == "not in time window":
-                    self.engine.update(
-                        msg.engine_id or self.engine.engine_id, msg.engine_boots, msg.engine_time
-                    )
+                    self.engine.update(msg.engine_id or self.engine.engine_id, msg.engine_boots, msg.engine_time)
                     continue
                 if reason:
                     raise TargetAuthError(self.name, f"agent refused the request: {reason}")
@@ -414,13 +410,9 @@ class PysnmpSession(SnmpSession):
         else:
             community = cred.community.reveal() if cred.community else "public"
             self._auth = hl.CommunityData(community, mpModel=1)
-        self._context = (
-            hl.ContextData(contextName=cred.context.encode()) if cred.context else hl.ContextData()
-        )
+        self._context = hl.ContextData(contextName=cred.context.encode()) if cred.context else hl.ContextData()
 
-    async def get_bulk(
-        self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int
-    ) -> list[VarBind]:
+    async def get_bulk(self, non_repeaters: list[bytes], repeaters: list[bytes], max_repetitions: int) -> list[VarBind]:
         if self._engine is None:
             await self._setup()
         hl = self._hl
@@ -444,9 +436,7 @@ class PysnmpSession(SnmpSession):
         hl = self._hl
         objects = [hl.ObjectType(hl.ObjectIdentity(_oid_text(o))) for o in oids]
         self.requests += 1
-        result = await hl.get_cmd(
-            self._engine, self._auth, self._target, self._context, *objects, lookupMib=False
-        )
+        result = await hl.get_cmd(self._engine, self._auth, self._target, self._context, *objects, lookupMib=False)
         return self._convert(result)
 
     def _convert(self, result: Any) -> list[VarBind]:

@@ -182,9 +182,7 @@ class SnmpdAgent(_Process):
             self.port = free_udp_port(self.host)
         conf = self._write_config()
         log = self.work_dir / "snmpd.log"
-        env = dict(
-            os.environ, SNMP_PERSISTENT_DIR=str(self.work_dir / "persist"), MIBS="", MIBDIRS="/nonexistent"
-        )
+        env = dict(os.environ, SNMP_PERSISTENT_DIR=str(self.work_dir / "persist"), MIBS="", MIBDIRS="/nonexistent")
         persistent = self.work_dir / "persist" / "snmpd.conf"
         persistent.touch()
         # -C skips the system's config files; naming the persistent file keeps engine ID and boots across restarts
@@ -321,9 +319,7 @@ class SnmpsimAgent(_Process):
     """``snmpsimd`` serving generated devices: community (v2c) or context name (v3) = device name."""
 
     work_dir: Path
-    devices: list[DeviceProfile] = field(
-        default_factory=lambda: [DeviceProfile(f"sim{i:02d}") for i in range(1, 5)]
-    )
+    devices: list[DeviceProfile] = field(default_factory=lambda: [DeviceProfile(f"sim{i:02d}") for i in range(1, 5)])
     port: int = 0
     host: str = "127.0.0.1"
     user: str = "ossbss"
@@ -401,9 +397,7 @@ class SnmpsimAgent(_Process):
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
 
-    def targets_config(
-        self, version: str = "2c", auth_env: str = "", priv_env: str = ""
-    ) -> list[dict[str, Any]]:
+    def targets_config(self, version: str = "2c", auth_env: str = "", priv_env: str = "") -> list[dict[str, Any]]:
         """Target entries for an ``snmp`` collector config polling every simulated device."""
         out: list[dict[str, Any]] = []
         for name in self.names:

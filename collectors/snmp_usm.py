@@ -130,9 +130,7 @@ class UsmUser:
             raise UsmError(f"unknown auth protocol {auth_proto!r} (known: {', '.join(AUTH_PROTOCOLS)})")
         priv = PRIV_PROTOCOLS.get(protocol_name(priv_proto)) if priv_proto else None
         if priv_proto and priv is None:
-            raise UsmError(
-                f"unsupported privacy protocol {priv_proto!r} (supported: {', '.join(PRIV_PROTOCOLS)})"
-            )
+            raise UsmError(f"unsupported privacy protocol {priv_proto!r} (supported: {', '.join(PRIV_PROTOCOLS)})")
         if priv and not auth:
             raise UsmError("privacy needs an authentication protocol")
         if priv and auth and priv.key_len > hashlib.new(auth.hash_name).digest_size:
@@ -262,9 +260,7 @@ def check_and_decrypt(buf: bytes, msg: Message, user: UsmUser) -> None:
         auth_key, priv_key = user.keys(msg.engine_id)
         if len(msg.auth_params) != user.auth.mac_len or msg.auth_offset < 0:
             raise UsmError("wrong digest length")
-        zeroed = (
-            buf[: msg.auth_offset] + bytes(user.auth.mac_len) + buf[msg.auth_offset + user.auth.mac_len :]
-        )
+        zeroed = buf[: msg.auth_offset] + bytes(user.auth.mac_len) + buf[msg.auth_offset + user.auth.mac_len :]
         expected = hmac.new(auth_key, zeroed, user.auth.hash_name).digest()[: user.auth.mac_len]
         if not hmac.compare_digest(expected, msg.auth_params):
             raise UsmError("wrong digest (authentication key mismatch)")

@@ -156,14 +156,10 @@ class TrapCollector(Collector[TrapConfig]):
         for i, user in enumerate(config.users):
             ukey = f"{key}.users[{i}]"
             auth = (
-                read_secret(f"{ukey}.auth_key_env", user.auth_key_env, user.auth_key_file)
-                if user.auth_proto
-                else None
+                read_secret(f"{ukey}.auth_key_env", user.auth_key_env, user.auth_key_file) if user.auth_proto else None
             )
             priv = (
-                read_secret(f"{ukey}.priv_key_env", user.priv_key_env, user.priv_key_file)
-                if user.priv_proto
-                else None
+                read_secret(f"{ukey}.priv_key_env", user.priv_key_env, user.priv_key_file) if user.priv_proto else None
             )
             try:
                 self._users[user.user.encode()] = UsmUser.create(
@@ -204,6 +200,7 @@ class TrapCollector(Collector[TrapConfig]):
             await stop.wait()
         finally:
             self.close()
+            await asyncio.sleep(0)  # the transport's close callback runs before the loop may end
 
     def close(self) -> None:
         if self.transport is not None:
@@ -335,13 +332,9 @@ class TrapCollector(Collector[TrapConfig]):
         # the context is echoed: a notification's contextEngineID is the originator's (RFC 3413 3.2)
         context = tlv(OCTET_STRING, msg.context_engine_id) + tlv(OCTET_STRING, msg.context_name)
         scoped = tlv(SEQUENCE, context + response)
-        self._send(
-            encode_v3(user, self.engine, msg.msg_id, scoped, self._salts, flags=user.level_flags), addr
-        )
+        self._send(encode_v3(user, self.engine, msg.msg_id, scoped, self._salts, flags=user.level_flags), addr)
 
-    def _report(
-        self, msg: Message, addr: tuple[str, int], counter_oid: bytes, user: UsmUser | None = None
-    ) -> None:
+    def _report(self, msg: Message, addr: tuple[str, int], counter_oid: bytes, user: UsmUser | None = None) -> None:
         """A Report PDU telling the sender our engine ID, boots and time (RFC 3414 3.2 and 4)."""
         self._unknown_engine_reports += 1
         request_id = msg.pdu.request_id if msg.pdu is not None else 0
@@ -377,17 +370,13 @@ class _TrapProtocol(asyncio.DatagramProtocol):
         self.collector.stats.count_error(f"socket error: {exc}")
 
 
-def encode_test_trap(
-    community: str, trap_oid: str, varbinds: list[tuple[str, int, Any]], request_id: int = 1
-) -> bytes:
+def encode_test_trap(community: str, trap_oid: str, varbinds: list[tuple[str, int, Any]], request_id: int = 1) -> bytes:
     """A v2c trap datagram (tests and demos send it without net-snmp)."""
     body = encode_varbind(oid_content(SYS_UPTIME_0), TIMETICKS, 12345)
     body += encode_varbind(oid_content(SNMP_TRAP_OID_0), 0x06, trap_oid)
     for oid, tag, value in varbinds:
         body += encode_varbind(oid_content(oid), tag, value)
-    return encode_community_message(
-        1, community.encode(), encode_pdu(TRAP_V2, request_id, 0, 0, tlv(SEQUENCE, body))
-    )
+    return encode_community_message(1, community.encode(), encode_pdu(TRAP_V2, request_id, 0, 0, tlv(SEQUENCE, body)))
 
 
 __all__ = [

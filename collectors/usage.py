@@ -367,9 +367,7 @@ class UsageFilesCollector(Collector[UsageFilesConfig]):
     def __init__(self, config: UsageFilesConfig, sink: RecordSink, **context: Any) -> None:
         super().__init__(config, sink, **context)
         self.directory = Path(config.directory)
-        self.ledger = Ledger(
-            Path(config.ledger) if config.ledger else self.directory / ".ossbss-ingested.jsonl"
-        )
+        self.ledger = Ledger(Path(config.ledger) if config.ledger else self.directory / ".ossbss-ingested.jsonl")
         self.files_ingested = 0
         self.files_skipped = 0
 
@@ -467,9 +465,7 @@ def records_from_messages(
             except (UsageError, ValueError, TypeError) as exc:
                 reason = str(exc)
         letters.append(
-            dead_letter_for(
-                value, topic=topic, stage=STAGE_KAFKA, reason=reason, partition=partition, offset=offset
-            )
+            dead_letter_for(value, topic=topic, stage=STAGE_KAFKA, reason=reason, partition=partition, offset=offset)
         )
     return records, letters
 
@@ -493,9 +489,7 @@ class UsageKafkaCollector(Collector[UsageKafkaConfig]):
             if self.config.bootstrap_servers:
                 settings["bootstrap.servers"] = self.config.bootstrap_servers
             if not settings.get("bootstrap.servers"):
-                raise CollectorConfigError(
-                    f"{self.config_key}.bootstrap_servers", "no Kafka bootstrap servers"
-                )
+                raise CollectorConfigError(f"{self.config_key}.bootstrap_servers", "no Kafka bootstrap servers")
             settings.update(
                 {
                     "group.id": self.config.group_id,

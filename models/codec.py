@@ -20,6 +20,11 @@ R = TypeVar("R", bound=Record)
 
 # Larger values are refused before decoding: a device or file cannot make a stage allocate without bound.
 MAX_RECORD_BYTES = 256 * 1024
+# A dead letter keeps at most this much of the refused payload, so it always fits a Kafka message;
+# the reason then says so, and the original stays on its topic at the recorded partition and offset.
+MAX_DEAD_LETTER_PAYLOAD = 128 * 1024
+# Dead letters carry a payload as well as their own fields: their decoder allows more.
+MAX_DEAD_LETTER_BYTES = 4 * MAX_DEAD_LETTER_PAYLOAD
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -79,14 +84,20 @@ class RecordCodec(Generic[R]):
 _codecs: dict[type, RecordCodec] = {}
 
 
+def codec_for(record_type: type[R]) -> RecordCodec[R]:
+    """The shared codec of a record type (dead letters get a larger size limit than other records)."""
+    codec = _codecs.get(record_type)
+    if codec is None:
+        limit = MAX_DEAD_LETTER_BYTES if record_type is DeadLetter else MAX_RECORD_BYTES
+        codec = _codecs[record_type] = RecordCodec(record_type, max_bytes=limit)
+    return codec
+
+
 def decode_batch(
     record_type: type[R], values: Sequence[bytes | None]
 ) -> tuple[list[R], list[int], list[DecodeFailure]]:
     """Decode ``values`` as ``record_type`` with a cached codec."""
-    codec = _codecs.get(record_type)
-    if codec is None:
-        codec = _codecs[record_type] = RecordCodec(record_type)
-    return codec.decode_batch(values)
+    return codec_for(record_type).decode_batch(values)
 
 
 def dead_letter_for(
@@ -100,6 +111,12 @@ def dead_letter_for(
 ) -> DeadLetter:
     """Wrap a refused payload with its origin and reason; the id is stable so a replay does not duplicate it."""
     raw = payload or b""
+    if len(raw) > MAX_DEAD_LETTER_PAYLOAD:
+        reason = (
+            f"{reason} (payload truncated to its first {MAX_DEAD_LETTER_PAYLOAD} of {len(raw)} bytes, "
+            f"blake2b {_digest(raw)})"
+        )
+        raw = raw[:MAX_DEAD_LETTER_PAYLOAD]
     try:
         text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

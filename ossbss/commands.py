@@ -159,7 +159,10 @@ def run_up(args: argparse.Namespace) -> int:
         if tty:
             print(file=sys.stderr)
         if not drained:
-            pipeline.say(f"the pipeline did not drain within {args.drain_timeout:g}s; the summary may be partial")
+            pipeline.say(
+                f"the pipeline did not drain within {args.drain_timeout:g}s ({pipeline.drain_status}); "
+                f"the summary may be partial; see {pipeline.var / 'log'} for the worker's log"
+            )
         summary = pipeline.summarise(time.monotonic() - started, drained)
         print_summary(summary, pipeline.run_id)
         return 0 if (drained and summary.usage_accounted) else 1

@@ -232,6 +232,20 @@ def parse_config(doc: dict[str, Any] | None) -> Config:
     return dataclasses.replace(config, extra=extra).validate()
 
 
+def config_to_mapping(config: Config) -> dict[str, Any]:
+    """The inverse of :func:`parse_config` (secrets are not part of a config, so none are written)."""
+    doc = dataclasses.asdict(config)
+    doc.update(doc.pop("extra"))
+    return doc
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """Write the effective configuration, so a child process runs with exactly the same settings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_mapping(config), sort_keys=False))
+    return path
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Load ``path``, else ``./ossbss.yaml`` when present, else the defaults."""
     if path is None:

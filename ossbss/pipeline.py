@@ -23,7 +23,7 @@ from typing import TextIO
 from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
-from ossbss.config import Config
+from ossbss.config import Config, write_config
 from ossbss.kafkautil import committed_lag, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
 from warehouse import open_warehouse
@@ -84,6 +84,7 @@ class LocalPipeline:
         self._stop_generators = threading.Event()
         self._generator_error: BaseException | None = None
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.drain_status = ""
 
     def say(self, text: str) -> None:
         print(f"ossbss: {text}", file=self.out, flush=True)
@@ -134,9 +135,10 @@ class LocalPipeline:
             self.endpoint = serve_sql(self.warehouse, endpoint_state_file(parsed.path))
 
     def _start_worker(self) -> None:
+        # The worker gets the effective configuration, whatever file or overrides it came from.
+        effective = write_config(self.config, self.var / "effective-config.yaml")
         cmd = [sys.executable, "-m", "streams", "--bootstrap", self.bootstrap, "--loglevel", "warn"]
-        if self.config_path:
-            cmd += ["--config", self.config_path]
+        cmd += ["--config", str(effective)]
         log_path = self.var / "log" / "streams.log"
         self.say(f"starting the stream worker (faust-streaming), log in {log_path}")
         with open(log_path, "ab") as log_file:
@@ -240,14 +242,17 @@ class LocalPipeline:
                 on_tick()
             if stage == "worker":
                 lag = committed_lag(self.client_config, self.config.streams.app_id, worker_topics)
+                self.drain_status = f"waiting for the stream worker to commit; records not yet committed: {lag}"
                 if sum(lag.values()) == 0:
                     stage = "windows"
                     windows_due = time.monotonic() + self.config.streams.idle_close_s + 2.0
             elif stage == "windows":
+                self.drain_status = "waiting for the idle windows to be emitted"
                 if time.monotonic() >= windows_due:
                     stage = "sink"
             else:
                 lag = committed_lag(self.client_config, self.config.sink.group_id, sink_topics)
+                self.drain_status = f"waiting for the sink to commit; records not yet in ClickHouse: {lag}"
                 if sum(lag.values()) == 0:
                     # Stay caught up for a moment: the worker may still emit a last window or dead letter.
                     quiet_since = quiet_since or time.monotonic()

@@ -11,7 +11,6 @@ handed back to the caller for the reference (see :func:`compile_plan`).
 
 from __future__ import annotations
 
-import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -354,11 +353,15 @@ def _counter_positions(name: str, columns: UsageColumns, counted: _CountedRows, 
     # factorize numbers keys by first appearance, so a key's first row is where the running max grows
     running_max = np.maximum.accumulate(key)
     first_row_of_key = np.flatnonzero(np.concatenate([[True], running_max[1:] > running_max[:-1]]))
-    key_names = [
-        (str(columns.account[rows[i]]), counted.period_labels[int(counted.period_code[i])])
-        for i in first_row_of_key.tolist()
-    ]
-    counters = [state.period(account, period) for account, period in key_names]
+    labels = counted.period_labels
+    key_names = list(
+        zip(
+            columns.account[rows[first_row_of_key]].tolist(),
+            [labels[p] for p in counted.period_code[first_row_of_key].tolist()],
+            strict=True,
+        )
+    )
+    counters = state.periods(key_names)
     used0 = np.array([c.used.get(name, 0) for c in counters], dtype=np.int64)
     key_sat_low = np.full(key_count, np.iinfo(np.int64).max, dtype=np.int64)
     key_sat_high = np.zeros(key_count, dtype=np.int64)
@@ -372,13 +375,14 @@ def _counter_positions(name: str, columns: UsageColumns, counted: _CountedRows, 
     position = np.zeros(rows.shape[0], dtype=np.int64)
     fast = ~slow_key[key]
     sat = key_sat_high[key]
-    ids = columns.id[rows].tolist()
-    applied_of_key = [c.applied.get(name) or {} for c in counters]
+    ids = columns.id[rows]
+    applied_of_key = [c.applied.get(name) for c in counters]
     stored = np.full(rows.shape[0], -1, dtype=np.int64)
     check = np.flatnonzero(fast & np.array([bool(a) for a in applied_of_key], dtype=bool)[key])
     if check.size:  # replays: ids this counter already applied in an earlier batch
         stored[check] = [
-            applied_of_key[k].get(ids[i], -1) for k, i in zip(key[check].tolist(), check.tolist(), strict=True)
+            applied_of_key[k].get(record_id, -1)
+            for k, record_id in zip(key[check].tolist(), ids[check].tolist(), strict=True)
         ]
     replay = stored >= 0
     new = fast & ~replay
@@ -393,40 +397,46 @@ def _counter_positions(name: str, columns: UsageColumns, counted: _CountedRows, 
     position[order] = np.minimum(sat[order], used0[key_sorted] + exclusive)
     position = np.where(replay, stored, position)
 
-    # write back, in event order: positions worth remembering for replays, then each key's use
+    # write back, in event order: the positions worth remembering for replays, then each key's use
     remember = new & (position < sat)
-    remembered_order = order[remember[order]]
-    remembered_keys = key[remembered_order]
-    cuts = np.flatnonzero(np.diff(remembered_keys)) + 1
-    bounds = np.concatenate([[0], cuts, [remembered_order.shape[0]]]).tolist() if remembered_order.size else [0]
-    remembered_ids = [ids[i] for i in remembered_order.tolist()]
-    remembered_positions = position[remembered_order].tolist()
+    remembered = order[remember[order]]
+    remembered_keys = key[remembered]
     repeated = np.zeros(key_count, dtype=bool)
-    inserted: dict[int, tuple[int, int]] = {}
-    for low, high in itertools.pairwise(bounds):
-        k = int(remembered_keys[low])
-        applied = counters[k].applied.setdefault(name, {})
-        size_before = len(applied)
-        applied.update(zip(remembered_ids[low:high], remembered_positions[low:high], strict=True))
-        inserted[k] = (low, high)
-        repeated[k] = len(applied) - size_before < high - low  # an id twice among the remembered rows
+    inserted: dict[int, list[str]] = {}
+    if remembered.size:
+        cuts = np.flatnonzero(remembered_keys[1:] != remembered_keys[:-1]) + 1
+        lows = [0, *cuts.tolist()]
+        highs = [*cuts.tolist(), remembered.shape[0]]
+        id_list = ids[remembered].tolist()
+        position_list = position[remembered].tolist()
+        for k, low, high in zip(remembered_keys[lows].tolist(), lows, highs, strict=True):
+            applied = applied_of_key[k]
+            if applied is None:
+                applied = applied_of_key[k] = counters[k].applied[name] = {}
+            size_before = len(applied)
+            chunk = id_list[low:high]
+            applied.update(zip(chunk, position_list[low:high], strict=True))
+            inserted[k] = chunk
+            if len(applied) - size_before < high - low:  # an id twice among the remembered rows
+                repeated[k] = True
     beyond = np.flatnonzero(new & ~remember & (per_key[key] > 1))
     if beyond.size:  # an id first remembered, then seen again past saturation
         for i, k in zip(beyond.tolist(), key[beyond].tolist(), strict=True):
-            applied = counters[k].applied.get(name)
-            if applied is not None and ids[i] in applied and stored[i] < 0:
+            applied = applied_of_key[k]
+            if applied is not None and ids[i] in applied:
                 repeated[k] = True
+    for k in np.flatnonzero(repeated).tolist():  # undo this key's optimistic pass; the walk below redoes it
+        applied = applied_of_key[k]
+        assert applied is not None
+        for record_id in inserted.get(k, ()):
+            applied.pop(record_id, None)
     totals = np.zeros(key_count, dtype=np.int64)
     np.add.at(totals, key[new], np.minimum(billed[new], sat[new]))
-    for k in np.flatnonzero(np.bincount(key[new], minlength=key_count) > 0).tolist():
-        if repeated[k]:  # undo this key's optimistic pass; the row-by-row walk below redoes it
-            low, high = inserted[k]
-            applied = counters[k].applied[name]
-            for record_id in remembered_ids[low:high]:
-                applied.pop(record_id, None)
-            continue
-        counters[k].used[name] = int(min(int(key_sat_high[k]), int(used0[k]) + int(totals[k])))
-        state.mark_changed(*key_names[k])
+    keys_with_new = np.flatnonzero((np.bincount(key[new], minlength=key_count) > 0) & ~repeated)
+    new_used = np.minimum(key_sat_high, used0 + totals)[keys_with_new].tolist()
+    for k, value in zip(keys_with_new.tolist(), new_used, strict=True):
+        counters[k].used[name] = value
+    state.mark_changed_many([key_names[k] for k in keys_with_new.tolist()])
     walk = slow_key | repeated
     if walk.any():
         _sequential_positions(

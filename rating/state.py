@@ -63,6 +63,14 @@ class RatingState:
             self._periods[key] = counters
         return counters
 
+    def periods(self, keys: list[tuple[str, str]]) -> list[PeriodCounters]:
+        """:meth:`period` for many keys at once (the kernel's bulk path)."""
+        found = [self._periods.get(key) for key in keys]
+        for index, counters in enumerate(found):
+            if counters is None:
+                found[index] = self.period(*keys[index])
+        return found  # type: ignore[return-value]
+
     def peek(self, account: str, period: str) -> PeriodCounters | None:
         """The counters if known (loading them if a loader is set), without creating them."""
         key = (account, period)
@@ -83,6 +91,9 @@ class RatingState:
 
     def mark_changed(self, account: str, period: str) -> None:
         self._changed.add((account, period))
+
+    def mark_changed_many(self, keys: list[tuple[str, str]]) -> None:
+        self._changed.update(keys)
 
     def used(self, account: str, period: str, counter: str) -> int:
         counters = self.peek(account, period)

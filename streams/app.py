@@ -64,6 +64,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_request_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
         datadir=str(datadir),
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from models.codec import RecordCodec, dead_letter_for, encode
+from models.codec import codec_for, dead_letter_for, encode
 from models.records import (
     Alert,
     DeadLetter,
@@ -101,7 +101,7 @@ class WarehouseSink:
         self.warehouse = warehouse
         self.config = config
         self.routes = {r.topic: r for r in routes}
-        self.codecs = {r.topic: RecordCodec(r.record_type) for r in routes}
+        self.codecs = {r.topic: codec_for(r.record_type) for r in routes}
         self.stats = SinkStats()
         self.on_flush = on_flush
         self.consumer = Consumer(
@@ -115,7 +115,9 @@ class WarehouseSink:
                 "queued.max.messages.kbytes": 256 * 1024,
             }
         )
-        self.producer = Producer({**client_config, "enable.idempotence": True, "linger.ms": 10})
+        self.producer = Producer(
+            {**client_config, "enable.idempotence": True, "linger.ms": 10, "message.max.bytes": 8 * 1024 * 1024}
+        )
         self._assignment: list[TopicPartition] = []
         self._stop = threading.Event()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -64,4 +65,42 @@ def snmpbulkwalk(args: list[str], oid: str, timeout: float = 20.0) -> dict[str, 
     return out
 
 
-__all__ = ["DEBIAN_PACKAGES", "ensure_snmp_tools", "snmp_env", "snmpbulkwalk"]
+FAKE_SERVER_MODULE = "github.com/openconfig/gnmi/testing/fake/gnmi/cmd/fake_server"
+FAKE_SERVER_VERSION = "v0.14.1"
+
+
+def ensure_openconfig_fake_server(cache_dir: Path) -> Path:
+    """Build the openconfig/gnmi fake gNMI target with ``go install`` through the Go module proxy (cached)."""
+    gopath = cache_dir / "go"
+    binary = gopath / "bin" / "fake_server"
+    marker = gopath / f".fake_server-{FAKE_SERVER_VERSION}"
+    if binary.exists() and marker.exists():
+        return binary
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
+    if go is None:
+        pytest.fail(
+            "the third-party gNMI target needs Go to build it: install Go (https://go.dev/dl/) and make "
+            f"proxy.golang.org reachable; it runs `go install {FAKE_SERVER_MODULE}@{FAKE_SERVER_VERSION}`",
+            pytrace=False,
+        )
+    env = dict(
+        os.environ,
+        GOPATH=str(gopath),
+        GOBIN=str(gopath / "bin"),
+        GOCACHE=str(gopath / "build"),
+        GOFLAGS="-modcacherw -buildvcs=false",
+    )
+    proc = subprocess.run(
+        [go, "install", f"{FAKE_SERVER_MODULE}@{FAKE_SERVER_VERSION}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0 or not binary.exists():
+        pytest.fail(f"go install of the openconfig fake gNMI target failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    marker.write_text(FAKE_SERVER_VERSION)
+    return binary
+
+
+__all__ = ["DEBIAN_PACKAGES", "ensure_openconfig_fake_server", "ensure_snmp_tools", "snmp_env", "snmpbulkwalk"]

@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers next to this file
 
-from collector_services import ensure_snmp_tools  # noqa: E402
+from collector_services import ensure_snmp_tools
 
-from collectors.gnmi_sim import PkiFiles, make_test_pki  # noqa: E402
-from collectors.snmp_sim import DeviceProfile, SnmpdAgent, SnmpSimError, SnmpsimAgent  # noqa: E402
+from collectors.gnmi_sim import PkiFiles, make_test_pki
+from collectors.snmp_sim import DeviceProfile, SnmpdAgent, SnmpsimAgent, SnmpSimError
 
 AUTH_KEY = "ossbss-auth-secret"
 PRIV_KEY = "ossbss-priv-secret"

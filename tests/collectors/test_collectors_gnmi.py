@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -100,7 +101,7 @@ def test_stream_sample_and_on_change_with_a_link_fault() -> None:
     assert set(per_if) == {1, 2, 3, 4}
     for series in per_if.values():  # counters only grow, one sample per notification timestamp
         assert [s.ts_ms for s in series] == sorted({s.ts_ms for s in series})
-        assert all(b.in_octets >= a.in_octets for a, b in zip(series, series[1:], strict=False))
+        assert all(b.in_octets >= a.in_octets for a, b in itertools.pairwise(series))
         assert all(s.source == "gnmi" and s.counter_bits == 64 and s.if_name.startswith("Ethernet") for s in series)
     assert per_if[1][-1].in_octets > per_if[1][0].in_octets  # traffic flowed at 50 % of 10 Gb/s
     down = next(e for e in events_of(coll) if e.kind == "linkDown")
@@ -113,8 +114,12 @@ def test_once_over_mutual_tls(pki: PkiFiles) -> None:
     async def scenario() -> tuple[list[Any], GnmiCollector, GnmiCollector]:
         sim = GnmiSimulator(SimDevice(interfaces=6), tls=TlsFiles(pki.server_cert, pki.server_key, client_ca=pki.ca))
         port = await sim.start()
-        target = {"address": f"localhost:{port}", "tls_ca": str(pki.ca), "tls_cert": str(pki.client_cert),
-                  "tls_key": str(pki.client_key)}  # fmt: skip
+        target = {
+            "address": f"localhost:{port}",
+            "tls_ca": str(pki.ca),
+            "tls_cert": str(pki.client_cert),
+            "tls_key": str(pki.client_key),
+        }
         coll = make(target)
         records = await coll.collect_once()
         no_client_cert = make({"address": f"localhost:{port}", "tls_ca": str(pki.ca)}, connect_timeout_s=2)
@@ -172,7 +177,8 @@ def test_poll_mode_answers_each_poll() -> None:
 
 def start_sim_process(port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "collectors.gnmi_sim", "--port", str(port), "--interfaces", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "ab"), cwd=Path(__file__).parents[2])
+    with open(log, "ab") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=Path(__file__).parents[2])
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert json.loads(line)["listening"].endswith(f":{port}"), line
@@ -183,7 +189,12 @@ def start_sim_process(port: int, log: Path) -> subprocess.Popen[bytes]:
 def test_killed_and_restarted_target_is_resubscribed(tmp_path: Path) -> None:
     port = free_udp_port()  # TCP port: a free UDP number is very likely free on TCP too; the sim fails loudly if not
     proc = start_sim_process(port, tmp_path / "sim.log")
-    coll = make({"address": f"127.0.0.1:{port}", "insecure": True}, backoff_initial_s=0.2, backoff_max_s=1.0, connect_timeout_s=1.0)
+    coll = make(
+        {"address": f"127.0.0.1:{port}", "insecure": True},
+        backoff_initial_s=0.2,
+        backoff_max_s=1.0,
+        connect_timeout_s=1.0,
+    )
     procs = [proc]
 
     async def body() -> None:
@@ -202,6 +213,8 @@ def test_killed_and_restarted_target_is_resubscribed(tmp_path: Path) -> None:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(5)
+            if p.stdout is not None:
+                p.stdout.close()
     state = coll.targets[0]
     assert state.connects >= 2 and state.synced
     assert "UNAVAILABLE" in state.last_error or "ended" in state.last_error or "no response" in state.last_error
@@ -217,9 +230,17 @@ def test_assembler_handles_json_containers_single_leaves_and_garbage() -> None:
                 path=to_proto(parse_path("state")),
                 val=gnmi_pb2.TypedValue(
                     json_ietf_val=json.dumps(
-                        {"openconfig-interfaces:ifindex": 11, "oper-status": "UP",
-                         "counters": {"in-octets": "18446744073709551615", "out-octets": "5", "in-multicast-pkts": "1",
-                                      "in-broadcast-pkts": "2", "carrier-transitions": "3"}}  # fmt: skip
+                        {
+                            "openconfig-interfaces:ifindex": 11,
+                            "oper-status": "UP",
+                            "counters": {
+                                "in-octets": "18446744073709551615",
+                                "out-octets": "5",
+                                "in-multicast-pkts": "1",
+                                "in-broadcast-pkts": "2",
+                                "carrier-transitions": "3",
+                            },
+                        }
                     ).encode()
                 ),
             )
@@ -237,7 +258,9 @@ def test_assembler_handles_json_containers_single_leaves_and_garbage() -> None:
     assert [s.in_octets for s in closed] == [100]
     _, events = asm.add(2 * 10**18, [(parse_path("/interfaces/interface[name=et-1]/state/oper-status"), "DOWN")], 2.0)
     assert [(e.kind, e.if_index) for e in events] == [("linkDown", 11)]
-    asm.add(3 * 10**18, [(path, "lots"), (parse_path("/interfaces/interface[name=et-2]/state/oper-status"), "WOBBLY")], 3.0)
+    asm.add(
+        3 * 10**18, [(path, "lots"), (parse_path("/interfaces/interface[name=et-2]/state/oper-status"), "WOBBLY")], 3.0
+    )
     assert [r for _, r in asm.rejected] == ["in-octets: not a counter: 'lots'", "unknown oper-status 'WOBBLY'"]
 
 
@@ -246,7 +269,9 @@ def test_garbage_notification_is_dead_lettered() -> None:
     note = gnmi_pb2.Notification(
         timestamp=1,
         prefix=to_proto(parse_path("/interfaces/interface[name=x]")),
-        update=[gnmi_pb2.Update(path=to_proto(parse_path("state")), val=gnmi_pb2.TypedValue(json_ietf_val=b"{not json"))],
+        update=[
+            gnmi_pb2.Update(path=to_proto(parse_path("state")), val=gnmi_pb2.TypedValue(json_ietf_val=b"{not json"))
+        ],
     )
     coll._on_response(coll.targets[0], gnmi_pb2.SubscribeResponse(update=note))
     (letter,) = coll.sink.records(DEAD_LETTERS)  # type: ignore[attr-defined]

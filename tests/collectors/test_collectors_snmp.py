@@ -17,8 +17,21 @@ from collectors.snmp_wire import oid_content
 from models.records import TelemetrySample
 from models.topics import DEAD_LETTERS
 
-V3_WALK = ["-v3", "-l", "authPriv", "-u", "ossbss", "-a", "SHA-256", "-A", "ossbss-auth-secret", "-x", "AES",
-           "-X", "ossbss-priv-secret"]  # fmt: skip
+V3_WALK = [
+    "-v3",
+    "-l",
+    "authPriv",
+    "-u",
+    "ossbss",
+    "-a",
+    "SHA-256",
+    "-A",
+    "ossbss-auth-secret",
+    "-x",
+    "AES",
+    "-X",
+    "ossbss-priv-secret",
+]
 
 
 def collector(targets: list[dict[str, Any]], **settings: Any) -> SnmpCollector:
@@ -47,8 +60,15 @@ def walk_column(walk: dict[str, tuple[str, str]], column: str) -> dict[int, str]
 @pytest.mark.parametrize("version", ["2c", "3"])
 def test_snmpd_counters_match_snmpbulkwalk(snmpd: SnmpdAgent, version: str, v3_env: dict[str, str]) -> None:
     if version == "3":
-        target = {"host": snmpd.host, "port": snmpd.port, "version": "3", "user": "ossbss", "auth_proto": "SHA256",
-                  "priv_proto": "AES", **v3_env}  # fmt: skip
+        target = {
+            "host": snmpd.host,
+            "port": snmpd.port,
+            "version": "3",
+            "user": "ossbss",
+            "auth_proto": "SHA256",
+            "priv_proto": "AES",
+            **v3_env,
+        }
         walk_args = [*V3_WALK, snmpd.address]
     else:
         target = {"host": snmpd.host, "port": snmpd.port, "community": "public"}
@@ -110,7 +130,9 @@ def test_snmpsim_devices_match_recordings_and_snmpbulkwalk(
             assert sample.uptime_ticks == 8_640_000
     # and the same numbers as net-snmp's own walk of the same agent
     community = snmpsim.names[0]
-    args = ["-v2c", "-c", community, snmpsim.address] if version == "2c" else [*V3_WALK, "-n", community, snmpsim.address]
+    args = (
+        ["-v2c", "-c", community, snmpsim.address] if version == "2c" else [*V3_WALK, "-n", community, snmpsim.address]
+    )
     walked = walk_column(snmpbulkwalk(args, f"{IF_X_TABLE}.6"), f"{IF_X_TABLE}.6")
     assert {i: s.in_octets for i, s in by_device[community].items()} == {i: int(v) for i, v in walked.items()}
 
@@ -144,10 +166,20 @@ def test_counters_mode_learns_what_the_agent_has(snmpsim: SnmpsimAgent) -> None:
 
 
 @pytest.mark.integration
-def test_wrong_v3_key_fails_that_target_only(snmpd: SnmpdAgent, v3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_v3_key_fails_that_target_only(
+    snmpd: SnmpdAgent, v3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WRONG_AUTH", "not-the-auth-key")
-    good = {"host": snmpd.host, "port": snmpd.port, "name": "good", "version": "3", "user": "ossbss",
-            "auth_proto": "SHA256", "priv_proto": "AES", **v3_env}  # fmt: skip
+    good = {
+        "host": snmpd.host,
+        "port": snmpd.port,
+        "name": "good",
+        "version": "3",
+        "user": "ossbss",
+        "auth_proto": "SHA256",
+        "priv_proto": "AES",
+        **v3_env,
+    }
     bad = {**good, "name": "bad", "auth_key_env": "WRONG_AUTH"}
     unknown = {**good, "name": "nouser", "user": "nobody-here"}
     coll, samples = poll([good, bad, unknown])
@@ -229,8 +261,15 @@ def test_garbage_answers_are_dead_lettered(snmpsim: SnmpsimAgent) -> None:
 def test_v3_session_survives_agent_restart(tmp_path: Any, snmp_tools: None, v3_env: dict[str, str]) -> None:
     agent = SnmpdAgent(tmp_path / "snmpd", auth_key="ossbss-auth-secret", priv_key="ossbss-priv-secret").start()
     try:
-        target = {"host": agent.host, "port": agent.port, "version": "3", "user": "ossbss", "auth_proto": "SHA256",
-                  "priv_proto": "AES", **v3_env}  # fmt: skip
+        target = {
+            "host": agent.host,
+            "port": agent.port,
+            "version": "3",
+            "user": "ossbss",
+            "auth_proto": "SHA256",
+            "priv_proto": "AES",
+            **v3_env,
+        }
         coll = collector([target])
 
         async def around_restart() -> tuple[list[Any], list[Any], int, int]:
@@ -255,7 +294,13 @@ def test_rows_to_samples_speed_and_bad_values() -> None:
         return oid_content(f"1.3.{i}")[1:]
 
     rows = {
-        suffix(1): {"ifHCInOctets": 5, "ifHCOutOctets": 6, "ifSpeed": 4294967295, "ifHighSpeed": 100000, "ifName": b"et-0/0/0"},
+        suffix(1): {
+            "ifHCInOctets": 5,
+            "ifHCOutOctets": 6,
+            "ifSpeed": 4294967295,
+            "ifHighSpeed": 100000,
+            "ifName": b"et-0/0/0",
+        },
         suffix(2): {"ifInOctets": 7, "ifOutOctets": 8, "ifSpeed": 1544000, "ifHighSpeed": 2, "ifDescr": b"T1"},
         suffix(3): {"ifHCInOctets": b"oops", "ifOperStatus": 1},
         suffix(4): {"ifInOctets": 1, "ifOperStatus": 42},

@@ -16,7 +16,20 @@ from collectors.traps import TrapCollector, encode_test_trap
 from models.records import DeadLetter, FaultEvent
 from models.topics import DEAD_LETTERS, FAULT_EVENTS
 
-V3 = ["-u", "trapuser", "-l", "authPriv", "-a", "SHA-256", "-A", "trap-auth-secret", "-x", "AES", "-X", "trap-priv-secret"]
+V3 = [
+    "-u",
+    "trapuser",
+    "-l",
+    "authPriv",
+    "-a",
+    "SHA-256",
+    "-A",
+    "trap-auth-secret",
+    "-x",
+    "AES",
+    "-X",
+    "trap-priv-secret",
+]
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
 LINK_UP = "1.3.6.1.6.3.1.1.5.4"
 
@@ -31,8 +44,15 @@ class Receiver:
             "port": 0,
             "communities": ["public"],
             "devices": {"127.0.0.1": "lab-router"},
-            "users": [{"user": "trapuser", "auth_proto": "SHA256", "auth_key_env": "TRAP_AUTH",
-                       "priv_proto": "AES", "priv_key_env": "TRAP_PRIV"}],  # fmt: skip
+            "users": [
+                {
+                    "user": "trapuser",
+                    "auth_proto": "SHA256",
+                    "auth_key_env": "TRAP_AUTH",
+                    "priv_proto": "AES",
+                    "priv_key_env": "TRAP_PRIV",
+                }
+            ],
             **settings,
         }
         self.sink = ListSink()
@@ -63,9 +83,14 @@ class Receiver:
         assert len(getattr(self, what)()) >= count, f"{what}: {getattr(self, what)()}"
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.collector.close)
+        async def shut() -> None:
+            self.collector.close()
+            await asyncio.sleep(0)  # the transport's close callback runs before the loop stops
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -83,9 +108,25 @@ def send(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.integration
 def test_v2c_link_down_becomes_a_fault_event(receiver: Receiver) -> None:
-    proc = send("snmptrap", "-v", "2c", "-c", "public", receiver.address, "", LINK_DOWN,
-                "1.3.6.1.2.1.2.2.1.1.7", "i", "7", "1.3.6.1.2.1.2.2.1.8.7", "i", "2",
-                "1.3.6.1.2.1.31.1.1.1.1.7", "s", "ge-0/0/6")  # fmt: skip
+    proc = send(
+        "snmptrap",
+        "-v",
+        "2c",
+        "-c",
+        "public",
+        receiver.address,
+        "",
+        LINK_DOWN,
+        "1.3.6.1.2.1.2.2.1.1.7",
+        "i",
+        "7",
+        "1.3.6.1.2.1.2.2.1.8.7",
+        "i",
+        "2",
+        "1.3.6.1.2.1.31.1.1.1.1.7",
+        "s",
+        "ge-0/0/6",
+    )
     assert proc.returncode == 0, proc.stderr
     receiver.wait_for(1)
     event = receiver.events()[0]
@@ -96,8 +137,20 @@ def test_v2c_link_down_becomes_a_fault_event(receiver: Receiver) -> None:
 
 @pytest.mark.integration
 def test_v3_auth_priv_trap_and_inform(receiver: Receiver) -> None:
-    trap = send("snmptrap", "-v", "3", "-e", "0x8000000001020304", *V3, receiver.address, "", LINK_UP,
-                "1.3.6.1.2.1.2.2.1.1.3", "i", "3")  # fmt: skip
+    trap = send(
+        "snmptrap",
+        "-v",
+        "3",
+        "-e",
+        "0x8000000001020304",
+        *V3,
+        receiver.address,
+        "",
+        LINK_UP,
+        "1.3.6.1.2.1.2.2.1.1.3",
+        "i",
+        "3",
+    )
     assert trap.returncode == 0, trap.stderr
     receiver.wait_for(1)
     # an inform needs an answer: snmpinform discovers our engine, sends, and exits 0 only when acknowledged
@@ -112,10 +165,26 @@ def test_v3_auth_priv_trap_and_inform(receiver: Receiver) -> None:
 
 @pytest.mark.integration
 def test_v2c_inform_and_v1_trap(receiver: Receiver) -> None:
-    inform = send("snmpinform", "-v", "2c", "-c", "public", "-r", "0", "-t", "3", receiver.address, "", "1.3.6.1.6.3.1.1.5.2")
+    inform = send(
+        "snmpinform", "-v", "2c", "-c", "public", "-r", "0", "-t", "3", receiver.address, "", "1.3.6.1.6.3.1.1.5.2"
+    )
     assert inform.returncode == 0, inform.stderr
-    v1 = send("snmptrap", "-v", "1", "-c", "public", receiver.address, "1.3.6.1.4.1.8072", "10.9.8.7", "2", "0", "",
-              "1.3.6.1.2.1.2.2.1.1.5", "i", "5")  # fmt: skip
+    v1 = send(
+        "snmptrap",
+        "-v",
+        "1",
+        "-c",
+        "public",
+        receiver.address,
+        "1.3.6.1.4.1.8072",
+        "10.9.8.7",
+        "2",
+        "0",
+        "",
+        "1.3.6.1.2.1.2.2.1.1.5",
+        "i",
+        "5",
+    )
     assert v1.returncode == 0, v1.stderr
     receiver.wait_for(2)
     warm, down = receiver.events()[:2]
@@ -126,10 +195,29 @@ def test_v2c_inform_and_v1_trap(receiver: Receiver) -> None:
 @pytest.mark.integration
 def test_bad_notifications_are_dead_lettered_and_counted(receiver: Receiver) -> None:
     assert send("snmptrap", "-v", "2c", "-c", "not-ours", receiver.address, "", LINK_DOWN).returncode == 0
-    wrong_key = ["-u", "trapuser", "-l", "authPriv", "-a", "SHA-256", "-A", "wrong-auth-secret", "-x", "AES", "-X", "trap-priv-secret"]
-    assert send("snmptrap", "-v", "3", "-e", "0x8000000001020304", *wrong_key, receiver.address, "", LINK_DOWN).returncode == 0
+    wrong_key = [
+        "-u",
+        "trapuser",
+        "-l",
+        "authPriv",
+        "-a",
+        "SHA-256",
+        "-A",
+        "wrong-auth-secret",
+        "-x",
+        "AES",
+        "-X",
+        "trap-priv-secret",
+    ]
+    assert (
+        send("snmptrap", "-v", "3", "-e", "0x8000000001020304", *wrong_key, receiver.address, "", LINK_DOWN).returncode
+        == 0
+    )
     stranger = ["-u", "stranger", "-l", "authNoPriv", "-a", "SHA-256", "-A", "stranger-secret"]
-    assert send("snmptrap", "-v", "3", "-e", "0x8000000001020304", *stranger, receiver.address, "", LINK_DOWN).returncode == 0
+    assert (
+        send("snmptrap", "-v", "3", "-e", "0x8000000001020304", *stranger, receiver.address, "", LINK_DOWN).returncode
+        == 0
+    )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(b"\x30\x82\x01\x00 definitely not BER", (receiver.host, receiver.port))
         s.sendto(b"", (receiver.host, receiver.port))
@@ -156,3 +244,4 @@ def test_retransmitted_inform_keeps_its_id() -> None:
     first = rx.handle_datagram(datagram, ("192.0.2.1", 1162))
     again = rx.handle_datagram(datagram, ("192.0.2.1", 1162))
     assert first is not None and again is not None and first.id == again.id and first.if_index == 9
+    rx.close()

@@ -63,7 +63,13 @@ def test_csv_bad_lines_are_reported_with_line_numbers(tmp_path: Path) -> None:
     assert letter.payload.startswith("u3,acc-2") and letter.reason.startswith("line 4: ")
     u1 = result.records[0]
     start = int(datetime(2026, 11, 18, 10, tzinfo=UTC).timestamp() * 1000)
-    assert (u1.start_ms, u1.end_ms, u1.bytes_up, u1.bytes_down, u1.duration_s) == (start, start + 300_000, 100, 2000, 300)
+    assert (u1.start_ms, u1.end_ms, u1.bytes_up, u1.bytes_down, u1.duration_s) == (
+        start,
+        start + 300_000,
+        100,
+        2000,
+        300,
+    )
     assert result.records[2].destination == "+15551234567" and result.records[2].event_type == "voice"
 
 
@@ -99,8 +105,13 @@ def test_directory_ingest_is_idempotent_by_ledger(tmp_path: Path) -> None:
     incoming.mkdir()
     (incoming / "a.csv").write_text(CSV)
     (incoming / "b.csv.part").write_text(CSV)  # still being written: ignored
-    section = {"type": "usage_files", "directory": str(incoming), "min_age_s": 0, "max_age_days": 0,
-               "max_future_s": 10**9}  # fmt: skip
+    section = {
+        "type": "usage_files",
+        "directory": str(incoming),
+        "min_age_s": 0,
+        "max_age_days": 0,
+        "max_future_s": 10**9,
+    }
     sink = ListSink()
     coll: UsageFilesCollector = build_collector(parse_collector_config(section), sink)  # type: ignore[assignment]
     first = asyncio.run(coll.collect_once())
@@ -120,7 +131,13 @@ def test_directory_ingest_is_idempotent_by_ledger(tmp_path: Path) -> None:
 def test_kafka_messages_to_records_pure() -> None:
     good = json.dumps({"id": "k1", "account": "a", "service": "s", "start": T0, "end": T1}).encode()
     records, letters = records_from_messages(
-        [("raw", 0, 10, good), ("raw", 0, 11, b"{"), ("raw", 1, 3, None), ("raw", 1, 4, b'"text"'), ("raw", 1, 5, b"x" * 300_000)],
+        [
+            ("raw", 0, 10, good),
+            ("raw", 0, 11, b"{"),
+            ("raw", 1, 3, None),
+            ("raw", 1, 4, b'"text"'),
+            ("raw", 1, 5, b"x" * 300_000),
+        ],
         LIMITS,
     )
     assert [r.id for r in records] == ["k1"] and records[0].source == "kafka:raw"
@@ -150,12 +167,22 @@ def test_raw_usage_topic_is_ingested_and_committed(kafka_bootstrap: str, unique:
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     now = int(time.time() * 1000)
     for i in range(50):
-        value = {"id": f"{unique}-{i}", "account": f"acc-{i % 5}", "service": "internet", "start": now - 60_000,
-                 "end": now, "bytes_down": i}  # fmt: skip
+        value = {
+            "id": f"{unique}-{i}",
+            "account": f"acc-{i % 5}",
+            "service": "internet",
+            "start": now - 60_000,
+            "end": now,
+            "bytes_down": i,
+        }
         producer.produce(raw_topic, json.dumps(value).encode())
     producer.produce(raw_topic, b"{broken")
-    producer.produce(raw_topic, json.dumps({"id": f"{unique}-neg", "account": "a", "service": "s", "start": now,
-                                            "end": now, "bytes_up": -1}).encode())  # fmt: skip
+    producer.produce(
+        raw_topic,
+        json.dumps(
+            {"id": f"{unique}-neg", "account": "a", "service": "s", "start": now, "end": now, "bytes_up": -1}
+        ).encode(),
+    )
     producer.flush(10)
     out_topic = Topic(f"test.usage.records.{unique}", "account", "")
     letters_topic = Topic(f"test.dead.{unique}", "topic", "")
@@ -164,7 +191,9 @@ def test_raw_usage_topic_is_ingested_and_committed(kafka_bootstrap: str, unique:
         """Send each topic to a per-test name so the assertion reads only this test's records."""
 
         def emit(self, topic: Topic, records: list) -> None:  # type: ignore[override]
-            super().emit(out_topic if topic == USAGE_RECORDS else letters_topic if topic == DEAD_LETTERS else topic, records)
+            super().emit(
+                out_topic if topic == USAGE_RECORDS else letters_topic if topic == DEAD_LETTERS else topic, records
+            )
 
     sink = Redirect(RecordPublisher(kafka_bootstrap))
     section = {"type": "usage_kafka", "topic": raw_topic, "group_id": f"ingest-{unique}"}

@@ -41,7 +41,13 @@ from collectors.snmp_wire import (
 
 @pytest.mark.parametrize(
     "oid",
-    ["1.3.6.1.2.1.2.2.1.10.1", "1.3.6.1.4.1.2636.3.1.13.1.5.9.1.0.0", "2.999.1", "0.0", "1.3.6.1.2.1.31.1.1.1.6.4294967295"],
+    [
+        "1.3.6.1.2.1.2.2.1.10.1",
+        "1.3.6.1.4.1.2636.3.1.13.1.5.9.1.0.0",
+        "2.999.1",
+        "0.0",
+        "1.3.6.1.2.1.31.1.1.1.6.4294967295",
+    ],
 )
 def test_oid_round_trip(oid: str) -> None:
     assert oid_str(oid_content(oid)) == oid
@@ -82,7 +88,15 @@ def test_getbulk_request_is_what_pysnmp_decodes() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"\x30", b"\x30\x05garbage", b"\x30\x03\x02\x01\x09", b"\x31\x00", b"\x30\x84\xff\xff\xff\xff\x02", b"\x00" * 40],
+    [
+        b"",
+        b"\x30",
+        b"\x30\x05garbage",
+        b"\x30\x03\x02\x01\x09",
+        b"\x31\x00",
+        b"\x30\x84\xff\xff\xff\xff\x02",
+        b"\x00" * 40,
+    ],
 )
 def test_garbage_raises_ber_error(garbage: bytes) -> None:
     with pytest.raises(BerError):
@@ -91,7 +105,9 @@ def test_garbage_raises_ber_error(garbage: bytes) -> None:
 
 def test_rfc3414_key_localization_vectors() -> None:
     engine = bytes.fromhex("000000000000000000000002")
-    assert localize_key("md5", password_to_key("md5", b"maplesyrup"), engine).hex() == "526f5eed9fcce26f8964c2930787d82b"
+    assert (
+        localize_key("md5", password_to_key("md5", b"maplesyrup"), engine).hex() == "526f5eed9fcce26f8964c2930787d82b"
+    )
     assert (
         localize_key("sha1", password_to_key("sha1", b"maplesyrup"), engine).hex()
         == "6695febc9288e36282235fc7151f128497b38f3f"

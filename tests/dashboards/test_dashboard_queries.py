@@ -139,7 +139,7 @@ FIXTURES = [
         SELECT 'fp-1/firing' AS id, 'fp-1' AS fingerprint, 'InterfaceSaturated' AS name, 'firing' AS status,
             'major' AS severity, 'router-1' AS device, toNullable(toUInt32(2)) AS if_index,
             'ge-0/0/2 above 90 %' AS summary, now64(3, 'UTC') - INTERVAL 30 MINUTE AS starts,
-            CAST(NULL, 'Nullable(DateTime64(3, \\'UTC\\'))') AS ends, starts AS updated,
+            CAST(NULL AS Nullable(DateTime64(3, 'UTC'))) AS ends, starts AS updated,
             map('team', 'noc') AS labels
         UNION ALL
         SELECT 'fp-2/resolved', 'fp-2', 'InterfaceDown', 'resolved', 'critical', 'router-2',
@@ -435,14 +435,20 @@ def resolve_variables(dashboard: dict[str, Any], scenario: Scenario, engine: Eng
     return resolved
 
 
-_resolved_cache: dict[tuple[str, Scenario], Resolved] = {}
+Resolver = Callable[[str, dict[str, Any], Scenario], Resolved]
 
 
-def resolved_for(target_file: str, dashboard: dict[str, Any], scenario: Scenario, engine: Engine) -> Resolved:
-    key = (target_file, scenario)
-    if key not in _resolved_cache:
-        _resolved_cache[key] = resolve_variables(dashboard, scenario, engine, now_range())
-    return _resolved_cache[key]
+@pytest.fixture(scope="module")
+def resolver(engine: Engine) -> Resolver:
+    """Variables resolved once per dashboard and scenario, shared by that dashboard's panels."""
+    cache: dict[tuple[str, Scenario], Resolved] = {}
+
+    def resolved_for(file: str, dashboard: dict[str, Any], scenario: Scenario) -> Resolved:
+        if (file, scenario) not in cache:
+            cache[file, scenario] = resolve_variables(dashboard, scenario, engine, now_range())
+        return cache[file, scenario]
+
+    return resolved_for
 
 
 # ---- checks ---------------------------------------------------------------------------------------
@@ -479,11 +485,13 @@ def check_final(sql: str, engines: dict[str, str]) -> list[str]:
     return problems
 
 
-def test_every_panel_query_runs_on_clickhouse(dashboard_target: DashboardTarget, engine: Engine) -> None:
+def test_every_panel_query_runs_on_clickhouse(
+    dashboard_target: DashboardTarget, engine: Engine, resolver: Resolver
+) -> None:
     known_tables = migration_tables()
     problems: list[str] = []
     for scenario in scenarios(dashboard_target.dashboard):
-        resolved = resolved_for(dashboard_target.file, dashboard_target.dashboard, scenario, engine)
+        resolved = resolver(dashboard_target.file, dashboard_target.dashboard, scenario)
         if resolved.problems:
             problems += resolved.problems
             continue
@@ -504,12 +512,12 @@ def test_every_panel_query_runs_on_clickhouse(dashboard_target: DashboardTarget,
     assert not problems, f"{dashboard_target.label}:\n" + "\n".join(dict.fromkeys(problems))
 
 
-def test_every_variable_query_runs_and_returns_values(engine: Engine) -> None:
+def test_every_variable_query_runs_and_returns_values(resolver: Resolver) -> None:
     problems = []
     for path in dashboard_files():
         dashboard = load_dashboard(path)
         for scenario in scenarios(dashboard):
-            problems += [f"{path.name}: {p}" for p in resolved_for(path.name, dashboard, scenario, engine).problems]
+            problems += [f"{path.name}: {p}" for p in resolver(path.name, dashboard, scenario).problems]
     assert not problems, "\n".join(dict.fromkeys(problems))
 
 

@@ -126,8 +126,8 @@ def produce_bad_corpus(bootstrap: str, marker: str) -> list[tuple[str, int, int,
 
 
 def test_pipeline_drains(finished_run):
-    _, summary, drained = finished_run
-    assert drained
+    pipeline, summary, drained = finished_run
+    assert drained, pipeline.drain_status
     assert summary.generated.usage > 5000 and summary.generated.samples > 100
 
 
@@ -205,7 +205,7 @@ def test_dead_letters_carry_reasons(finished_run):
         "missing required field `account`",
         "`$.bytes_up`",
         "end_ms is before start_ms",
-        "no active plan for account",
+        "no active subscription for account",
     ):
         assert expected in reasons
     assert {r[0] for r in rows} == {"rating"}

@@ -107,3 +107,13 @@ def test_dead_letter_without_offset_has_stable_id():
     a = dead_letter_for(b"x", topic="file:u.csv", stage="ingest", reason="line 3: bad")
     b = dead_letter_for(b"x", topic="file:u.csv", stage="ingest", reason="line 3: bad")
     assert a.id == b.id and a.payload == "x"
+
+
+def test_dead_letter_of_a_huge_payload_is_truncated_and_says_so():
+    from models.codec import MAX_DEAD_LETTER_PAYLOAD, codec_for
+
+    raw = b"x" * (MAX_DEAD_LETTER_PAYLOAD * 3)
+    dl = dead_letter_for(raw, topic="t", stage="s", reason="oversized message", partition=0, offset=7)
+    assert len(dl.payload) == MAX_DEAD_LETTER_PAYLOAD
+    assert f"of {len(raw)} bytes" in dl.reason and dl.reason.startswith("oversized message")
+    assert codec_for(DeadLetter).decode(encode(dl)) == dl

@@ -48,3 +48,10 @@ def test_secrets_come_from_the_environment(monkeypatch):
     )
     assert config.kafka.client_config()["sasl.password"] == "s3cret"
     assert "s3cret" not in repr(config)
+
+
+def test_effective_config_round_trips(tmp_path):
+    config = parse_config({"streams": {"app_id": "x", "allowed_lateness_s": 3}, "collectors": {"targets": [1]}})
+    from ossbss.config import write_config
+
+    assert load_config(write_config(config, tmp_path / "c.yaml")) == config
