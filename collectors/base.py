@@ -335,6 +335,20 @@ def build_collector(
     return collector_class(config.type)(config, sink, config_key=config_key, kafka=kafka)
 
 
+async def run_collectors(collectors: Sequence[Collector[Any]], stop: asyncio.Event) -> None:
+    """Run every collector until ``stop`` is set; one that crashes is recorded and the others go on."""
+
+    async def guarded(collector: Collector[Any]) -> None:
+        try:
+            await collector.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in one collector must not take the pipeline down
+            collector.stats.count_error(f"collector crashed: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(guarded(c) for c in collectors))
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -363,4 +377,5 @@ __all__ = [
     "read_secret",
     "record_key",
     "register_collector",
+    "run_collectors",
 ]

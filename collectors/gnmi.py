@@ -497,10 +497,11 @@ class GnmiCollector(Collector[GnmiConfig]):
 
         channel = self.channel(state)
         try:
-            try:
-                await asyncio.wait_for(channel.channel_ready(), self.config.connect_timeout_s)
-            except TimeoutError:
-                raise TargetTimeout(state.device, self.config.connect_timeout_s, 1) from None
+            ready = asyncio.ensure_future(channel.channel_ready())
+            if not await _wait_future(ready, self.config.connect_timeout_s, stop):
+                if stop is not None and stop.is_set():
+                    return  # stopping while the target is unreachable
+                raise TargetTimeout(state.device, self.config.connect_timeout_s, 1)
             stub = gnmi_pb2_grpc.gNMIStub(channel)
             call = stub.Subscribe(requests(), metadata=state.metadata or None)
             state.connected = True
@@ -673,6 +674,24 @@ async def _wait(event: asyncio.Event, seconds: float | None, stop: asyncio.Event
         for waiter in waiters:
             waiter.cancel()
     return event.is_set() or (stop is not None and stop.is_set())
+
+
+async def _wait_future(future: asyncio.Future[Any], seconds: float, stop: asyncio.Event | None) -> bool:
+    """Wait for ``future`` up to ``seconds`` or until ``stop``; True when it completed (it is cancelled if not)."""
+    waiters: set[asyncio.Future[Any]] = {future}
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if stopper is not None:
+        waiters.add(stopper)
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if stopper is not None:
+            stopper.cancel()
+    if future.done() and not future.cancelled():
+        future.result()
+        return True
+    future.cancel()
+    return False
 
 
 def _rpc_error(device: str, exc: grpc.aio.AioRpcError) -> TargetError:

@@ -13,8 +13,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from models.codec import encode
+from models.codec import encode, encode_many
 from models.records import Record
+from models.topics import BATCHED_TOPICS
+
+# At most this many records in one batched message (a large chassis has a few hundred interfaces).
+MAX_GROUP = 1000
 
 
 class PublishError(RuntimeError):
@@ -62,11 +66,33 @@ class RecordPublisher:
             self._last_error = str(err)
 
     def publish(self, topic: str, records: Iterable[Record], key: Callable[[Record], str]) -> int:
-        """Queue records for ``topic``; returns how many were queued."""
+        """Queue records for ``topic``; returns how many were queued.
+
+        On a batched topic (``telemetry.samples``) consecutive records with the same key travel as one
+        message, a JSON array: one message per device poll rather than one per interface.
+        """
+        if topic in BATCHED_TOPICS:
+            return self._publish_grouped(topic, records, key)
         count = 0
         for record in records:
             self.produce_raw(topic, encode(record), key(record).encode())
             count += 1
+        return count
+
+    def _publish_grouped(self, topic: str, records: Iterable[Record], key: Callable[[Record], str]) -> int:
+        count = 0
+        group: list[Record] = []
+        group_key = ""
+        for record in records:
+            k = key(record)
+            if group and (k != group_key or len(group) >= MAX_GROUP):
+                self.produce_raw(topic, encode_many(group), group_key.encode())
+                group = []
+            group_key = k
+            group.append(record)
+            count += 1
+        if group:
+            self.produce_raw(topic, encode_many(group), group_key.encode())
         return count
 
     def produce_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:

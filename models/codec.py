@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from models.records import SCHEMA_VERSION, DeadLetter, Record
+from models.records import SCHEMA_VERSION, DeadLetter, InterfaceRate, Record, TelemetrySample
 
 R = TypeVar("R", bound=Record)
 
@@ -28,27 +28,81 @@ MAX_DEAD_LETTER_BYTES = 4 * MAX_DEAD_LETTER_PAYLOAD
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
+# Record types whose topic carries one JSON array of records per message (one device poll), so a
+# stream stage pays the per-message cost once per poll instead of once per interface.
+BATCHED_RECORD_TYPES: frozenset[type] = frozenset({TelemetrySample, InterfaceRate})
+
 
 def encode(record: Record) -> bytes:
     """Encode one record to its wire form."""
     return _encoder.encode(record)
 
 
+def encode_many(records: Sequence[Record]) -> bytes:
+    """Encode records as one batched message (a JSON array)."""
+    return _encoder.encode(records)
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
-    """A value that could not be decoded: its position in the batch and why."""
+    """A value that could not be decoded: its position in the batch and why.
+
+    For a batched message (a JSON array of records) ``element`` is the position of the bad record in
+    the array and ``payload`` its bytes; the other records of the message are still accepted.
+    """
 
     index: int
     reason: str
+    element: int = -1
+    payload: bytes | None = None
+
+
+# A batched message (one device poll: a JSON array of samples) may be this large.
+MAX_BATCH_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class RecordCodec(Generic[R]):
     """Decoder for one record type, compiled once."""
 
-    def __init__(self, record_type: type[R], max_bytes: int = MAX_RECORD_BYTES) -> None:
+    def __init__(self, record_type: type[R], max_bytes: int = MAX_RECORD_BYTES, *, batched: bool = False) -> None:
         self.record_type = record_type
         self.max_bytes = max_bytes
+        self.batched = batched
         self._decoder = msgspec.json.Decoder(record_type)
+        self._array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+        self._list_decoder: msgspec.json.Decoder[list[R]] = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
+
+    def decode_message(self, value: bytes | None) -> tuple[list[R], list[DecodeFailure]]:
+        """Decode one message: a record, or (when ``batched``) a JSON array of records.
+
+        Raises ``ValueError`` when the message as a whole is unusable; a bad element of an array is
+        returned as a failure (with its element position and bytes) and the rest are kept.
+        """
+        if not (self.batched and value is not None and value[:1] == b"["):
+            return [self.decode(value)], []
+        if len(value) > MAX_BATCH_MESSAGE_BYTES:
+            raise ValueError(f"oversized message: {len(value)} bytes > {MAX_BATCH_MESSAGE_BYTES}")
+        # Fast path: the whole array in one call. Only when it fails are the elements taken one by one,
+        # to keep the good ones and say which element is bad and why.
+        try:
+            whole = self._list_decoder.decode(value)
+            if len(value) <= self.max_bytes and all(r.v <= SCHEMA_VERSION for r in whole):
+                return whole, []
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        try:
+            elements = self._array_decoder.decode(value)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"malformed JSON: {exc}") from None
+        records: list[R] = []
+        failures: list[DecodeFailure] = []
+        for position, element in enumerate(elements):
+            raw = bytes(element)
+            try:
+                records.append(self.decode(raw))
+            except ValueError as exc:
+                failures.append(DecodeFailure(-1, f"element {position}: {exc}", position, raw))
+        return records, failures
 
     def decode(self, value: bytes | None) -> R:
         """Decode one value; raises ``ValueError`` with the reason when it is not a valid record."""
@@ -71,6 +125,17 @@ class RecordCodec(Generic[R]):
         records: list[R] = []
         kept: list[int] = []
         failures: list[DecodeFailure] = []
+        if self.batched:
+            for i, value in enumerate(values):
+                try:
+                    got, bad = self.decode_message(value)
+                except ValueError as exc:
+                    failures.append(DecodeFailure(i, str(exc)))
+                    continue
+                records.extend(got)
+                kept.extend([i] * len(got))
+                failures.extend(DecodeFailure(i, f.reason, f.element, f.payload) for f in bad)
+            return records, kept, failures
         decode = self.decode
         for i, value in enumerate(values):
             try:
@@ -85,11 +150,14 @@ _codecs: dict[type, RecordCodec] = {}
 
 
 def codec_for(record_type: type[R]) -> RecordCodec[R]:
-    """The shared codec of a record type (dead letters get a larger size limit than other records)."""
+    """The shared codec of a record type (dead letters get a larger size limit than other records;
+    telemetry samples may come batched, one JSON array per device poll)."""
     codec = _codecs.get(record_type)
     if codec is None:
         limit = MAX_DEAD_LETTER_BYTES if record_type is DeadLetter else MAX_RECORD_BYTES
-        codec = _codecs[record_type] = RecordCodec(record_type, max_bytes=limit)
+        codec = _codecs[record_type] = RecordCodec(
+            record_type, max_bytes=limit, batched=record_type in BATCHED_RECORD_TYPES
+        )
     return codec
 
 
@@ -108,6 +176,7 @@ def dead_letter_for(
     reason: str,
     partition: int = -1,
     offset: int = -1,
+    element: int = -1,
 ) -> DeadLetter:
     """Wrap a refused payload with its origin and reason; the id is stable so a replay does not duplicate it."""
     raw = payload or b""
@@ -122,7 +191,7 @@ def dead_letter_for(
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     if offset >= 0:
-        dl_id = f"{topic}/{partition}/{offset}/{stage}"
+        dl_id = f"{topic}/{partition}/{offset}/{stage}" + (f"/{element}" if element >= 0 else "")
     else:
         dl_id = f"{topic}/{stage}/{_digest(raw)}/{_digest(reason.encode())}"
     return DeadLetter(

@@ -10,11 +10,21 @@ class Topic:
     name: str
     key: str
     description: str
+    # True: each message is a JSON array of records sharing the key (one device poll), not one record.
+    batched: bool = False
 
 
-TELEMETRY_SAMPLES = Topic("telemetry.samples", "device", "interface counter samples (SNMP, gNMI, simulator)")
+TELEMETRY_SAMPLES = Topic(
+    "telemetry.samples",
+    "device",
+    "interface counter samples (SNMP, gNMI, simulator), one array per device poll",
+    batched=True,
+)
 FAULT_EVENTS = Topic("telemetry.faults", "device", "traps, informs and oper-status changes")
-INTERFACE_RATES_1M = Topic("telemetry.rates.1m", "device", "per-interface rates over 1-minute windows")
+INTERFACE_RATES_1M = Topic(
+    "telemetry.rates.1m", "device", "per-interface rates over 1-minute windows, one array per device emission",
+    batched=True,
+)
 USAGE_RECORDS = Topic("usage.records", "account", "usage records as ingested (CDR/IPDR/accounting)")
 USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
 ALERTS = Topic("assurance.alerts", "fingerprint", "alert state changes (firing, resolved)")
@@ -30,8 +40,11 @@ TOPICS: tuple[Topic, ...] = (
     DEAD_LETTERS,
 )
 
+BATCHED_TOPICS: frozenset[str] = frozenset(t.name for t in TOPICS if t.batched)
+
 __all__ = [
     "ALERTS",
+    "BATCHED_TOPICS",
     "DEAD_LETTERS",
     "FAULT_EVENTS",
     "INTERFACE_RATES_1M",

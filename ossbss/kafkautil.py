@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,7 +73,7 @@ def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable
                 lag[topic] = 0
                 continue
             tps = [TopicPartition(topic, p) for p in meta.partitions]
-            committed = consumer.committed(tps, timeout=10)
+            committed = _committed_with_retry(consumer, tps)
             total = 0
             for tp in committed:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
@@ -81,3 +82,15 @@ def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable
         return lag
     finally:
         consumer.close()
+
+
+def _committed_with_retry(consumer: Consumer, tps: list[TopicPartition], attempts: int = 10) -> list[TopicPartition]:
+    """Committed offsets; the group coordinator moves or loads at times (NOT_COORDINATOR): ask again."""
+    for attempt in range(attempts):
+        try:
+            return list(consumer.committed(tps, timeout=10))
+        except KafkaException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    return []

@@ -117,27 +117,40 @@ class Catalog:
         default_factory=dict, compare=False, repr=False
     )
 
+    _exact: dict[str, list[Subscription]] = field(default_factory=dict, compare=False, repr=False)
+    _prefixed: list[Subscription] = field(default_factory=list, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         for index, plan in enumerate(self.plans):
             self._by_name.setdefault(plan.name, []).append(index)
         for indexes in self._by_name.values():
             indexes.sort(key=lambda i: self.plans[i].effective_from_ms)
+        for sub in self.subscriptions:
+            if sub.account is not None:
+                self._exact.setdefault(sub.account, []).append(sub)
+            else:
+                self._prefixed.append(sub)
 
-    def subscription_for(self, account: str, at_ms: int) -> Subscription | None:
+    def subscriptions_of(self, account: str) -> list[Subscription]:
+        """Every subscription that names ``account`` or a prefix of it, in catalog order."""
+        matching = [sub for sub in self._prefixed if account.startswith(sub.account_prefix or "")]
+        return self._exact.get(account, []) + matching
+
+    def subscription_for(
+        self, account: str, at_ms: int, among: list[Subscription] | None = None
+    ) -> Subscription | None:
         """The most specific subscription of ``account`` active at ``at_ms`` (latest start on a tie)."""
         best: Subscription | None = None
-        for sub in self.subscriptions:
-            if (
-                sub.matches(account)
-                and sub.active_at(at_ms)
-                and (best is None or (sub.specificity, sub.from_ms) >= (best.specificity, best.from_ms))
+        for sub in among if among is not None else self.subscriptions_of(account):
+            if sub.active_at(at_ms) and (
+                best is None or (sub.specificity, sub.from_ms) >= (best.specificity, best.from_ms)
             ):
                 best = sub
         return best
 
-    def plan_index_for(self, account: str, at_ms: int) -> int:
+    def plan_index_for(self, account: str, at_ms: int, among: list[Subscription] | None = None) -> int:
         """Index in :attr:`plans` of the version in force for ``account`` at ``at_ms``; -1 if none."""
-        sub = self.subscription_for(account, at_ms)
+        sub = self.subscription_for(account, at_ms, among)
         if sub is None:
             return -1
         chosen = -1
@@ -167,17 +180,18 @@ class Catalog:
         cached = self._timelines.get(account)
         if cached is not None:
             return cached
+        account = str(account)
+        mine = self.subscriptions_of(account)
         changes = {0}
-        for sub in self.subscriptions:
-            if sub.matches(account):
-                changes.add(sub.from_ms)
-                if sub.until_ms is not None:
-                    changes.add(sub.until_ms)
-                changes.update(self.plans[i].effective_from_ms for i in self._by_name.get(sub.plan, ()))
+        for sub in mine:
+            changes.add(sub.from_ms)
+            if sub.until_ms is not None:
+                changes.add(sub.until_ms)
+            changes.update(self.plans[i].effective_from_ms for i in self._by_name.get(sub.plan, ()))
         starts: list[int] = []
         indexes: list[int] = []
         for at in sorted(changes):
-            index = self.plan_index_for(account, at)
+            index = self.plan_index_for(account, at, mine)
             if not indexes or indexes[-1] != index:
                 starts.append(at)
                 indexes.append(index)

@@ -16,6 +16,7 @@ for how to persist it); without one each call starts every allowance afresh.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from models.records import UsageRecord
 from rating.catalog import Catalog
 from rating.columns import UsageColumns, records_to_columns, to_columns
-from rating.kernel import rate_kernel
+from rating.kernel import collector_paused, rate_kernel
 from rating.money import AMOUNT_SCALE, from_minor_units, minor_units
 from rating.rated import LineDetail, RatingResult, RecordKeys, rated_record
 from rating.reference import precheck, rate_record, rate_reference
@@ -52,9 +53,10 @@ def rate_usage(
     state = state if state is not None else RatingState()
     if engine == "reference" or (engine == "auto" and len(records) < SMALL_BATCH):
         return rate_reference(records, catalog, rated_at_ms=rated_at_ms, state=state)
-    columns = records_to_columns(records)
-    result = rate_columns(columns, catalog, state=state)
-    return rated_from_columns(columns, result, catalog, rated_at_ms=rated_at_ms)
+    with collector_paused():  # many small objects, no cycles: see collector_paused
+        columns = records_to_columns(records)
+        result = rate_columns(columns, catalog, state=state)
+        return rated_from_columns(columns, result, catalog, rated_at_ms=rated_at_ms)
 
 
 def rate_columns(
@@ -195,7 +197,13 @@ def rated_from_columns(
     rating_version: int = 1,
 ) -> RatingResult:
     """Turn :func:`rate_columns` output into rated records and failures (the edge of the kernel)."""
-    batch = to_columns(columns)
+    with collector_paused():
+        return _rated_from_columns(to_columns(columns), result, catalog, rated_at_ms, rating_version)
+
+
+def _rated_from_columns(
+    batch: UsageColumns, result: Mapping[str, np.ndarray], catalog: Catalog, rated_at_ms: int, rating_version: int
+) -> RatingResult:
     size = batch.size
     rated_mask = result["rated"].tolist()
     plan_index = result["plan_index"].tolist()
@@ -237,7 +245,7 @@ def rated_from_columns(
     return output
 
 
-def decimal_amounts(result: Mapping[str, np.ndarray]) -> list[Any]:
+def decimal_amounts(result: Mapping[str, np.ndarray]) -> list[Decimal]:
     """The ``amount_scaled`` column of :func:`rate_columns` as exact ``Decimal`` values."""
     return [from_minor_units(value, AMOUNT_SCALE) for value in result["amount_scaled"].tolist()]
 

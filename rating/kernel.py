@@ -11,8 +11,12 @@ handed back to the caller for the reference (see :func:`compile_plan`).
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import math
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +27,11 @@ from rating.charges import LineArrays, Pricing, UsageCharge
 from rating.charges.allowance import free_units_many, take_free_many
 from rating.charges.fees import connect_fee_applies_many, minimum_applies_many
 from rating.columns import UsageColumns
+from rating.counters import allowance_positions
 from rating.money import AMOUNT_SCALE, INT64_SAFE, MAX_AMOUNT, minor_units, round_up_mask, scaled_multiplier
 from rating.refusals import amount_too_large, no_charge
-from rating.state import PeriodCounters, RatingState
-from rating.timeline import Segments, apportion_many, band_segments, periods_of
+from rating.state import RatingState
+from rating.timeline import Segments, apportion_many, band_segments
 from rating.units import MAX_QUANTITY, MAX_SPAN_MS
 
 MAX_PARTS_PER_LINE = 2**16  # bounds the remainder sum: parts * L must stay below INT64_SAFE
@@ -129,16 +134,11 @@ def _resolve_plans(
     catalog: Catalog, account_codes: np.ndarray, accounts: np.ndarray, start_ms: np.ndarray
 ) -> np.ndarray:
     """Plan index per row from each distinct account's timeline (a handful of change points)."""
-    starts: list[int] = []
-    indexes: list[int] = []
-    offsets = np.empty(accounts.shape[0], dtype=np.int64)
-    counts = np.empty(accounts.shape[0], dtype=np.int64)
-    for code, account in enumerate(accounts.tolist()):
-        timeline_starts, timeline_indexes = catalog.account_timeline(str(account))
-        offsets[code] = len(starts)
-        counts[code] = len(timeline_starts)
-        starts.extend(timeline_starts)
-        indexes.extend(timeline_indexes)
+    timelines = [catalog.account_timeline(account) for account in accounts.tolist()]
+    counts = np.fromiter((len(t[0]) for t in timelines), dtype=np.int64, count=len(timelines))
+    offsets = np.cumsum(counts) - counts
+    starts = list(itertools.chain.from_iterable(t[0] for t in timelines))
+    indexes = list(itertools.chain.from_iterable(t[1] for t in timelines))
     all_starts = np.array(starts, dtype=np.int64)
     all_indexes = np.array(indexes, dtype=np.int64)
     base = offsets[account_codes]
@@ -165,6 +165,10 @@ class _Group:
     billed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     position: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
+    @property
+    def charge(self) -> UsageCharge:
+        return self.compiled.charge
+
     def keep(self, mask: np.ndarray) -> None:
         self.rows, self.quantity, self.selector = self.rows[mask], self.quantity[mask], self.selector[mask]
 
@@ -173,8 +177,29 @@ def _selects(pricing: Pricing) -> bool:
     return type(pricing).select_many is not Pricing.select_many
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch builds many small containers (state entries).
+
+    Nothing built here forms a cycle, and a pass over a growing heap in mid-batch costs as much as
+    the batch; the collector resumes, as it was, when the batch is done.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> KernelOutput:
     """Rate a columnar batch; rows of plans that :func:`compile_plan` refuses come back in ``fallback``."""
+    with collector_paused():
+        return _rate_kernel(columns, catalog, state)
+
+
+def _rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> KernelOutput:
     size = columns.size
     if size == 0:
         nothing = np.zeros(0, dtype=np.int64)
@@ -187,6 +212,8 @@ def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> 
     account_codes, accounts = pd.factorize(columns.account)
     account_codes = account_codes.astype(np.int64)
     plan_index = _resolve_plans(catalog, account_codes, np.asarray(accounts, dtype=object), columns.start_ms)
+    for row in np.flatnonzero(~refused & (plan_index < 0)).tolist():  # the reason precheck would give
+        reasons[row] = catalog.refusal(str(columns.account[row]), int(columns.start_ms[row]))
     plan_index = np.where(refused, -1, plan_index)
     refused |= plan_index < 0
     compiled_plans = [compile_plan(plan) for plan in catalog.plans]
@@ -208,7 +235,7 @@ def rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) -> 
         group.keep(~refused[group.rows])
         group.billed = _billed(group.compiled.charge, group.quantity)
         group.position = np.zeros(group.rows.shape[0], dtype=np.int64)
-    _allowance_positions(columns, catalog, groups, account_codes, state)
+    allowance_positions(columns, catalog, groups, account_codes, state)
 
     priced: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]] = []
     total = np.zeros(size, dtype=np.int64)
@@ -269,209 +296,6 @@ def _line_groups(
         assert compiled is not None
         groups.append(_Group(plan_at, charge_index, compiled.charges[charge_index], np.concatenate(parts)))
     return groups
-
-
-def _allowance_positions(
-    columns: UsageColumns, catalog: Catalog, groups: list[_Group], account_codes: np.ndarray, state: RatingState
-) -> None:
-    """Period-to-date position of every counted row, consuming allowance in (start, id) order."""
-    by_counter: dict[str, list[_Group]] = {}
-    for group in groups:
-        if group.compiled.charge.has_counter and group.rows.size:
-            by_counter.setdefault(group.compiled.charge.counter, []).append(group)
-    for name, members in by_counter.items():
-        labels: dict[str, int] = {}
-        period_parts = []
-        for group in members:  # each member keeps its own clock and period kind, as the reference does
-            charge = group.compiled.charge
-            periods = periods_of(catalog.plans[group.plan_index].clock, charge.period, columns.start_ms[group.rows])
-            remap = np.array([labels.setdefault(label, len(labels)) for label in periods.labels], dtype=np.int64)
-            period_parts.append(remap[periods.code])
-        rows = np.concatenate([g.rows for g in members])
-        counted = _CountedRows(
-            rows=rows,
-            billed=np.concatenate([g.billed for g in members]),
-            saturation=np.concatenate([np.full(g.rows.shape[0], g.compiled.charge.counter_cap() + 1) for g in members]),
-            key_raw=account_codes[rows] * max(len(labels), 1) + np.concatenate(period_parts),
-            period_labels=list(labels),
-            period_code=np.concatenate(period_parts),
-        )
-        positions = _counter_positions(name, columns, counted, state)
-        offset = 0
-        for group in members:
-            group.position = positions[offset : offset + group.rows.shape[0]]
-            offset += group.rows.shape[0]
-
-
-@dataclass(frozen=True)
-class _CountedRows:
-    """Rows of every charge line sharing one counter."""
-
-    rows: np.ndarray
-    billed: np.ndarray
-    saturation: np.ndarray  # counter cap + 1: past it the price no longer depends on the position
-    key_raw: np.ndarray  # (account, period) as one integer
-    period_labels: list[str]
-    period_code: np.ndarray
-
-
-def _event_order(columns: UsageColumns, rows: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Indexes into ``rows`` sorted by (key, start, id, input order), as the reference walks them."""
-    start = columns.start_ms[rows]
-    low = int(start.min(initial=0))
-    span = int(start.max(initial=0)) - low + 1
-    if (int(key.max(initial=0)) + 1) * span < INT64_SAFE:  # one int64 sort key: (key, start)
-        order = np.argsort(key * span + (start - low), kind="stable")
-    else:
-        order = np.lexsort((start, key))
-    sorted_key, sorted_start = key[order], start[order]
-    same = (sorted_key[1:] == sorted_key[:-1]) & (sorted_start[1:] == sorted_start[:-1])
-    if same.any():  # ties on (key, start): order those few by (id, input row) in Python
-        tie_starts = np.flatnonzero(same & ~np.concatenate([[False], same[:-1]]))
-        for tie in tie_starts.tolist():
-            end = tie + 1
-            while end < same.shape[0] and same[end]:
-                end += 1
-            block = order[tie : end + 1]
-            ids = columns.id[rows[block]]
-            order[tie : end + 1] = block[sorted(range(block.shape[0]), key=lambda i: (ids[i], rows[block[i]]))]
-    return order
-
-
-def _counter_positions(name: str, columns: UsageColumns, counted: _CountedRows, state: RatingState) -> np.ndarray:
-    """Positions of one counter's rows: a running sum per (account, period) in event order.
-
-    Duplicate ids inside the batch are rare, so the vector pass assumes there are none and checks
-    afterwards, while writing the state: a key where an id turns out to repeat is rolled back and
-    walked row by row like the reference (as are keys that mix allowances or risk int64 sums).
-    """
-    rows, billed, saturation = counted.rows, counted.billed, counted.saturation
-    key, key_values = pd.factorize(counted.key_raw)
-    key = key.astype(np.int64)
-    key_count = len(key_values)
-    order = _event_order(columns, rows, key)
-    # factorize numbers keys by first appearance, so a key's first row is where the running max grows
-    running_max = np.maximum.accumulate(key)
-    first_row_of_key = np.flatnonzero(np.concatenate([[True], running_max[1:] > running_max[:-1]]))
-    labels = counted.period_labels
-    key_names = list(
-        zip(
-            columns.account[rows[first_row_of_key]].tolist(),
-            [labels[p] for p in counted.period_code[first_row_of_key].tolist()],
-            strict=True,
-        )
-    )
-    counters = state.periods(key_names)
-    used0 = np.array([c.used.get(name, 0) for c in counters], dtype=np.int64)
-    key_sat_low = np.full(key_count, np.iinfo(np.int64).max, dtype=np.int64)
-    key_sat_high = np.zeros(key_count, dtype=np.int64)
-    np.minimum.at(key_sat_low, key, saturation)
-    np.maximum.at(key_sat_high, key, saturation)
-    per_key = np.bincount(key, minlength=key_count)
-    # keys mixing allowances (a plan version changing mid-period) or risking int64 sums walk row by row
-    slow_key = (key_sat_low != key_sat_high) | (
-        per_key.astype(np.float64) * (key_sat_high + 1) + used0 >= float(INT64_SAFE)
-    )
-    position = np.zeros(rows.shape[0], dtype=np.int64)
-    fast = ~slow_key[key]
-    sat = key_sat_high[key]
-    ids = columns.id[rows]
-    applied_of_key = [c.applied.get(name) for c in counters]
-    stored = np.full(rows.shape[0], -1, dtype=np.int64)
-    check = np.flatnonzero(fast & np.array([bool(a) for a in applied_of_key], dtype=bool)[key])
-    if check.size:  # replays: ids this counter already applied in an earlier batch
-        stored[check] = [
-            applied_of_key[k].get(record_id, -1)
-            for k, record_id in zip(key[check].tolist(), ids[check].tolist(), strict=True)
-        ]
-    replay = stored >= 0
-    new = fast & ~replay
-    contribution = np.where(new, np.minimum(billed, sat), 0)[order]
-    running = np.cumsum(contribution)
-    before = running - contribution
-    key_sorted = key[order]
-    group_start = np.ones(order.shape[0], dtype=bool)
-    group_start[1:] = key_sorted[1:] != key_sorted[:-1]
-    start_index = np.maximum.accumulate(np.where(group_start, np.arange(order.shape[0]), 0))
-    exclusive = before - before[start_index]  # int64 wrap-around cancels: per-key sums fit (checked above)
-    position[order] = np.minimum(sat[order], used0[key_sorted] + exclusive)
-    position = np.where(replay, stored, position)
-
-    # write back, in event order: the positions worth remembering for replays, then each key's use
-    remember = new & (position < sat)
-    remembered = order[remember[order]]
-    remembered_keys = key[remembered]
-    repeated = np.zeros(key_count, dtype=bool)
-    inserted: dict[int, list[str]] = {}
-    if remembered.size:
-        cuts = np.flatnonzero(remembered_keys[1:] != remembered_keys[:-1]) + 1
-        lows = [0, *cuts.tolist()]
-        highs = [*cuts.tolist(), remembered.shape[0]]
-        id_list = ids[remembered].tolist()
-        position_list = position[remembered].tolist()
-        for k, low, high in zip(remembered_keys[lows].tolist(), lows, highs, strict=True):
-            applied = applied_of_key[k]
-            if applied is None:
-                applied = applied_of_key[k] = counters[k].applied[name] = {}
-            size_before = len(applied)
-            chunk = id_list[low:high]
-            applied.update(zip(chunk, position_list[low:high], strict=True))
-            inserted[k] = chunk
-            if len(applied) - size_before < high - low:  # an id twice among the remembered rows
-                repeated[k] = True
-    beyond = np.flatnonzero(new & ~remember & (per_key[key] > 1))
-    if beyond.size:  # an id first remembered, then seen again past saturation
-        for i, k in zip(beyond.tolist(), key[beyond].tolist(), strict=True):
-            applied = applied_of_key[k]
-            if applied is not None and ids[i] in applied:
-                repeated[k] = True
-    for k in np.flatnonzero(repeated).tolist():  # undo this key's optimistic pass; the walk below redoes it
-        applied = applied_of_key[k]
-        assert applied is not None
-        for record_id in inserted.get(k, ()):
-            applied.pop(record_id, None)
-    totals = np.zeros(key_count, dtype=np.int64)
-    np.add.at(totals, key[new], np.minimum(billed[new], sat[new]))
-    keys_with_new = np.flatnonzero((np.bincount(key[new], minlength=key_count) > 0) & ~repeated)
-    new_used = np.minimum(key_sat_high, used0 + totals)[keys_with_new].tolist()
-    for k, value in zip(keys_with_new.tolist(), new_used, strict=True):
-        counters[k].used[name] = value
-    state.mark_changed_many([key_names[k] for k in keys_with_new.tolist()])
-    walk = slow_key | repeated
-    if walk.any():
-        _sequential_positions(
-            name, columns, counted, key, counters, key_names, order[walk[key[order]]], state, position
-        )
-    return position
-
-
-def _sequential_positions(
-    name: str,
-    columns: UsageColumns,
-    counted: _CountedRows,
-    key: np.ndarray,
-    counters: list[PeriodCounters],
-    key_names: list[tuple[str, str]],
-    order: np.ndarray,
-    state: RatingState,
-    position: np.ndarray,
-) -> None:
-    """The reference's counter walk, row by row, for the keys the vector path leaves alone."""
-    for i in order.tolist():
-        k = int(key[i])
-        period_counters = counters[k]
-        record_id = str(columns.id[counted.rows[i]])
-        applied = period_counters.applied.get(name)
-        if applied is not None and record_id in applied:
-            position[i] = applied[record_id]
-            continue
-        sat = int(counted.saturation[i])
-        current = period_counters.used.get(name, 0)
-        period_counters.used[name] = min(sat, current + int(counted.billed[i]))
-        if current < sat:
-            period_counters.applied.setdefault(name, {})[record_id] = current
-        position[i] = current
-        state.mark_changed(*key_names[k])
 
 
 def _segments(columns: UsageColumns, group: _Group) -> tuple[Segments, np.ndarray]:
@@ -635,4 +459,4 @@ def _assemble(
     )
 
 
-__all__ = ["CompiledCharge", "CompiledPlan", "KernelOutput", "compile_plan", "rate_kernel"]
+__all__ = ["CompiledCharge", "CompiledPlan", "KernelOutput", "collector_paused", "compile_plan", "rate_kernel"]

@@ -17,6 +17,7 @@ out), ``connect_fee``/``minimum`` appear only when they were applied.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -37,8 +38,7 @@ class RatingResult:
     failures: list[tuple[int, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class LineDetail:
+class LineDetail(NamedTuple):
     """How one charge priced one record; ``parts`` are ``(rate index, quantity)`` with quantity > 0."""
 
     charge: UsageCharge
@@ -50,33 +50,72 @@ class LineDetail:
     amount: Decimal
 
 
+@dataclass(frozen=True)
+class _Fragments:
+    """A charge's constant JSON pieces, escaped once, so a breakdown is built by concatenation."""
+
+    head: str  # {"charge":...,"model":...,"unit":...,"billed":"
+    rates: tuple[str, ...]  # {"rate":...,"quantity":"   per rate
+    prices: tuple[str, ...]  # ","price":"0.10"}           per rate
+    connect_fee: str
+    minimum: str
+
+
+_FRAGMENTS: weakref.WeakKeyDictionary[UsageCharge, _Fragments] = weakref.WeakKeyDictionary()
+
+
+def _fragments(charge: UsageCharge) -> _Fragments:
+    found = _FRAGMENTS.get(charge)
+    if found is None:
+        text = msgspec.json.encode
+        found = _Fragments(
+            head=f'{{"charge":{text(charge.name).decode()},"model":{text(charge.model).decode()},'
+            f'"unit":{text(charge.unit).decode()},"billed":"',
+            rates=tuple(f'{{"rate":{text(rate.label).decode()},"quantity":"' for rate in charge.rates),
+            prices=tuple(f'","price":"{rate.price}"}}' for rate in charge.rates),
+            connect_fee=f',"connect_fee":"{charge.connect_fee}"',
+            minimum=f',"minimum":"{charge.minimum}"',
+        )
+        _FRAGMENTS[charge] = found
+    return found
+
+
+_LINE_CACHE: dict[LineDetail, str] = {}
+_LINE_CACHE_SIZE = 65_536
+
+
 def breakdown_json(lines: list[LineDetail]) -> str:
+    """The JSON breakdown of a rated record (format in the module docstring)."""
+    if len(lines) == 1:  # one line, often seen before (an SMS, a whole-minute call): reuse its text
+        cached = _LINE_CACHE.get(lines[0])
+        if cached is None:
+            cached = _lines_json(lines)
+            if len(_LINE_CACHE) >= _LINE_CACHE_SIZE:
+                _LINE_CACHE.clear()
+            _LINE_CACHE[lines[0]] = cached
+        return cached
+    return _lines_json(lines)
+
+
+def _lines_json(lines: list[LineDetail]) -> str:
     entries = []
     for line in lines:
         charge = line.charge
-        entry: dict[str, object] = {
-            "charge": charge.name,
-            "model": charge.model,
-            "unit": charge.unit,
-            "billed": str(display_quantity(line.billed, charge.unit_size)),
-        }
+        pieces = _fragments(charge)
+        entry = pieces.head + str(display_quantity(line.billed, charge.unit_size)) + '"'
         if charge.included is not None:
-            entry["free"] = str(display_quantity(line.free, charge.unit_size))
-        entry["parts"] = [
-            {
-                "rate": charge.rates[rate].label,
-                "quantity": str(display_quantity(qty, charge.rates[rate].divisor)),
-                "price": str(charge.rates[rate].price),
-            }
+            entry += ',"free":"' + str(display_quantity(line.free, charge.unit_size)) + '"'
+        entry += ',"parts":[' + ",".join(
+            pieces.rates[rate] + str(display_quantity(qty, charge.rates[rate].divisor)) + pieces.prices[rate]
             for rate, qty in line.parts
-        ]
+        )
+        entry += "]"
         if line.connect_fee:
-            entry["connect_fee"] = str(charge.connect_fee)
+            entry += pieces.connect_fee
         if line.minimum:
-            entry["minimum"] = str(charge.minimum)
-        entry["amount"] = str(line.amount)
-        entries.append(entry)
-    return msgspec.json.encode({"lines": entries}).decode()
+            entry += pieces.minimum
+        entries.append(entry + ',"amount":"' + str(line.amount) + '"}')
+    return '{"lines":[' + ",".join(entries) + "]}"
 
 
 def rated_record(

@@ -112,14 +112,14 @@ def _position(state: RatingState, record: UsageRecord, plan: Plan, charge: Usage
     """Period-to-date position before this record, consuming ``billed`` unless the id was applied."""
     period = period_key(plan.clock, record.start_ms, charge.period)
     counters = state.period(record.account, period)
-    applied = counters.applied.get(charge.counter)
-    if applied is not None and record.id in applied:
-        return applied[record.id]
+    applied_at = counters.position_of(charge.counter, record.id)
+    if applied_at is not None:
+        return applied_at
     saturation = charge.counter_cap() + 1  # past this the price no longer depends on the position
     position = counters.used.get(charge.counter, 0)
     counters.used[charge.counter] = min(saturation, position + billed)
     if position < saturation:
-        counters.applied.setdefault(charge.counter, {})[record.id] = position
+        counters.remember(charge.counter, [record.id], [position])
     state.mark_changed(record.account, period)
     return position
 

@@ -1,8 +1,8 @@
 """Allowance state: how much of each period counter an account has used, and which records did it.
 
-Keyed by ``(account, period)``; inside, one counter per charge name (``used`` base units, saturated
-just past the point where the price stops depending on it) and, per counter, the position at which
-each record was applied. A record id seen again is priced from its stored position and consumes
+Keyed by ``(account, period)``; inside, one counter per allowance (``used`` base units, saturated
+just past the point where the price stops depending on it) and, per counter, the records applied
+and the position each started at. A record id seen again is priced from its stored position and consumes
 nothing, so a replay after a crash gives the same amounts (idempotent on record id).
 
 How a caller persists it (the stream agent, for instance)::
@@ -24,11 +24,50 @@ from collections.abc import Callable, Iterator
 import msgspec
 
 
-class PeriodCounters(msgspec.Struct, kw_only=True):
-    """Counters of one (account, period): ``used[counter]`` and ``applied[counter][record id] = position``."""
+class PeriodCounters(msgspec.Struct, kw_only=True, dict=True):
+    """Counters of one (account, period).
+
+    ``used[counter]`` is the units used (saturated); ``applied_ids[counter]`` and
+    ``applied_at[counter]`` list, in event order, the records applied below saturation and the
+    position each one started at. A lookup index is built from them on first use and kept in step.
+    """
 
     used: dict[str, int] = {}
-    applied: dict[str, dict[str, int]] = {}
+    applied_ids: dict[str, list[str]] = {}
+    applied_at: dict[str, list[int]] = {}
+
+    def index(self, counter: str) -> dict[str, int]:
+        """Record id -> position for ``counter``, built from the lists on first use and kept in step."""
+        indexes: dict[str, dict[str, int]] | None = self.__dict__.get("_indexes")
+        if indexes is None:
+            indexes = self.__dict__["_indexes"] = {}
+        found = indexes.get(counter)
+        if found is None:
+            ids = self.applied_ids.get(counter, ())
+            found = indexes[counter] = dict(zip(ids, self.applied_at.get(counter, ()), strict=True))
+        return found
+
+    def position_of(self, counter: str, record_id: str) -> int | None:
+        """The position ``record_id`` was applied at, if this counter applied it."""
+        if counter not in self.applied_ids:
+            return None
+        return self.index(counter).get(record_id)
+
+    def has_applied(self, counter: str) -> bool:
+        return bool(self.applied_ids.get(counter))
+
+    def remember(self, counter: str, record_ids: list[str], positions: list[int]) -> None:
+        """Record that these (distinct, new) ids were applied at these positions, in event order."""
+        ids = self.applied_ids.get(counter)
+        if ids is None:
+            self.applied_ids[counter] = list(record_ids)
+            self.applied_at[counter] = list(positions)
+            return
+        ids.extend(record_ids)
+        self.applied_at[counter].extend(positions)
+        index = self.__dict__.get("_indexes", {}).get(counter)
+        if index is not None:
+            index.update(zip(record_ids, positions, strict=True))
 
 
 Loader = Callable[[str, str], "bytes | PeriodCounters | None"]
@@ -65,9 +104,18 @@ class RatingState:
 
     def periods(self, keys: list[tuple[str, str]]) -> list[PeriodCounters]:
         """:meth:`period` for many keys at once (the kernel's bulk path)."""
-        found = [self._periods.get(key) for key in keys]
-        for index, counters in enumerate(found):
-            if counters is None:
+        get = self._periods.get
+        found = [get(key) for key in keys]
+        missing = [index for index, counters in enumerate(found) if counters is None]
+        if not missing:
+            return found  # type: ignore[return-value]
+        if self._loader is None:
+            created = [PeriodCounters() for _ in missing]
+            self._periods.update(zip([keys[i] for i in missing], created, strict=True))
+            for index, counters in zip(missing, created, strict=True):
+                found[index] = counters
+        else:
+            for index in missing:
                 found[index] = self.period(*keys[index])
         return found  # type: ignore[return-value]
 

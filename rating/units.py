@@ -6,6 +6,7 @@ time, one per record for events. Units in the catalog (GB, minute, ...) are only
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
@@ -132,6 +133,7 @@ def parse_increments(value: Any, default_unit: str, dimension: Dimension, where:
     return Increments(first, step)
 
 
+@functools.lru_cache(maxsize=8192)  # calls repeat (whole minutes, one event, package counts)
 def display_quantity(quantity: int, divisor: int) -> Decimal:
     """``quantity`` base units expressed in a unit of ``divisor`` base units, exact up to 9 decimals.
 
@@ -140,13 +142,20 @@ def display_quantity(quantity: int, divisor: int) -> Decimal:
     """
     if divisor == 1:
         return Decimal(quantity)
-    value = _WIDE.divide(Decimal(quantity), Decimal(divisor)) if quantity else Decimal(0)
+    whole, rest = divmod(quantity, divisor)
+    if rest == 0:
+        return Decimal(whole)
+    digits = _DECIMAL_DIGITS.get(divisor)
+    if digits is not None:  # a power of ten: the exact quotient as text, trailing zeros dropped
+        return Decimal(f"{whole}.{rest:0{digits}d}".rstrip("0"))
+    value = _WIDE.divide(Decimal(quantity), Decimal(divisor))
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -9:
         value = value.quantize(_NANO)
     return value
 
 
+_DECIMAL_DIGITS = {10**k: k for k in range(1, 10)}  # powers of ten up to 10**9 divide exactly within 9 decimals
 _NANO = Decimal("1e-9")
 _WIDE = Context(prec=60)  # wide enough that 1e16 / 2**30 is exact before the 9-decimal rounding
 

@@ -131,11 +131,14 @@ def apply_samples(
         if sample.speed_bps:
             iface["speed"] = sample.speed_bps
         history: list[list[Any]] = iface["s"]
-        stamps = [row[TS] for row in history]
-        pos = bisect.bisect_left(stamps, sample.ts_ms)
-        if pos < len(stamps) and stamps[pos] == sample.ts_ms:
-            stats.duplicates += 1
-            continue
+        if not history or history[-1][TS] < sample.ts_ms:
+            pos = len(history)  # the usual case: the newest sample so far
+        else:
+            stamps = [row[TS] for row in history]
+            pos = bisect.bisect_left(stamps, sample.ts_ms)
+            if stamps[pos] == sample.ts_ms:
+                stats.duplicates += 1
+                continue
         vector = _vector(sample)
         history.insert(pos, vector)
         stats.applied += 1
@@ -244,12 +247,18 @@ def emit_windows(
     return out
 
 
+def device_watermark(device_state: dict[str, Any]) -> int:
+    """A device's event-time watermark: the newest sample it has sent (0 before its first)."""
+    return max((iface["s"][-1][TS] for iface in device_state.values() if iface["s"]), default=0)
+
+
 __all__ = [
     "WINDOW_MS",
     "ApplyStats",
     "aggregate_window",
     "apply_samples",
     "counter_delta",
+    "device_watermark",
     "emit_windows",
     "interval_point",
     "window_start",

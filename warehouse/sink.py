@@ -179,7 +179,7 @@ class WarehouseSink:
                 if route.validated_by:
                     skipped += 1  # the owning stream stage dead-letters this record, with its reason
                 else:
-                    dead.append(self._dead_letter(m, failure.reason))
+                    dead.append(self._dead_letter(m, failure.reason, failure.payload, failure.element))
             if records:
                 inserts.append((route.table, records, [msgs[i] for i in kept]))
         # 1. insert (idempotent on record id)
@@ -205,9 +205,10 @@ class WarehouseSink:
         if self.on_flush:
             self.on_flush(self.stats)
 
-    def _dead_letter(self, msg: Message, reason: str) -> DeadLetter:
+    def _dead_letter(self, msg: Message, reason: str, payload: bytes | None = None, element: int = -1) -> DeadLetter:
         return dead_letter_for(
-            msg.value(),
+            payload if element >= 0 else msg.value(),
+            element=element,
             topic=_topic(msg),
             stage="sink",
             reason=reason,

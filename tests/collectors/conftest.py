@@ -27,8 +27,17 @@ def snmp_tools() -> None:
 
 @pytest.fixture(scope="session")
 def snmpd(snmp_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpdAgent]:
-    """net-snmp snmpd on a free port: community ``public``, v3 user ``ossbss`` (SHA-256 + AES)."""
-    agent = SnmpdAgent(tmp_path_factory.mktemp("snmpd"), auth_key=AUTH_KEY, priv_key=PRIV_KEY)
+    """net-snmp snmpd on a free port: community ``public``, v3 users ``ossbss`` (SHA-256 + AES),
+    ``authonly`` (SHA-512, no privacy) and ``plainuser`` (noAuthNoPriv)."""
+    extra = "\n".join(
+        [
+            "createUser plainuser",  # noAuthNoPriv
+            "rouser plainuser noauth",
+            f'createUser authonly SHA-512 "{AUTH_KEY}"',  # authNoPriv with SHA-512
+            "rouser authonly auth",
+        ]
+    )
+    agent = SnmpdAgent(tmp_path_factory.mktemp("snmpd"), auth_key=AUTH_KEY, priv_key=PRIV_KEY, extra_config=extra)
     try:
         agent.start()
     except SnmpSimError as exc:

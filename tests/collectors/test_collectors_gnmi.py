@@ -276,3 +276,59 @@ def test_garbage_notification_is_dead_lettered() -> None:
     coll._on_response(coll.targets[0], gnmi_pb2.SubscribeResponse(update=note))
     (letter,) = coll.sink.records(DEAD_LETTERS)  # type: ignore[attr-defined]
     assert "undecodable notification" in letter.reason and letter.stage == "gnmi"
+
+
+def test_simulator_faults_move_the_counters() -> None:
+    device = SimDevice(interfaces=3, utilisation=0.1, speeds=(1_000_000_000,))
+    device.advance()
+
+    def counters(name: str) -> dict[str, float]:
+        return dict(device.interfaces[name].counters)
+
+    device.inject("error_burst", "Ethernet1", duration_s=5, errors_per_s=1000)
+    device.inject("saturation", "Ethernet2", duration_s=5)
+    device.inject("link_down", "Ethernet3", duration_s=5)
+    device.advance()
+    before = {n: counters(n) for n in ("Ethernet1", "Ethernet2", "Ethernet3")}
+    time.sleep(0.5)
+    device.advance()
+    after = {n: counters(n) for n in before}
+    assert after["Ethernet1"]["in-errors"] - before["Ethernet1"]["in-errors"] >= 400  # ~1000/s for 0.5 s
+    grown = after["Ethernet2"]["in-octets"] - before["Ethernet2"]["in-octets"]
+    assert grown >= 0.9 * 1e9 / 8 * 0.5  # line rate while saturated
+    assert after["Ethernet2"]["out-discards"] > before["Ethernet2"]["out-discards"]
+    assert after["Ethernet3"]["in-octets"] == before["Ethernet3"]["in-octets"]  # a down link carries nothing
+    leaves = dict(device.leaves())
+    oper = parse_path("/interfaces/interface[name=Ethernet3]/state/oper-status")
+    assert leaves[oper] == "DOWN"
+    device.clear("Ethernet3")
+    assert dict(device.leaves())[oper] == "UP"
+    assert device.interfaces["Ethernet3"].carrier_transitions == 2
+
+
+@pytest.mark.integration
+def test_simulator_get_capabilities_and_fault_set() -> None:
+    async def scenario() -> None:
+        device = SimDevice(interfaces=2)
+        sim = GnmiSimulator(device)
+        port = await sim.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = gnmi_pb2_grpc.gNMIStub(channel)
+            caps = await stub.Capabilities(gnmi_pb2.CapabilityRequest(), timeout=5)
+            assert "openconfig-interfaces" in [m.name for m in caps.supported_models]
+            path = parse_path("/interfaces/interface[name=Ethernet2]/state/counters")
+            reply = await stub.Get(gnmi_pb2.GetRequest(path=[to_proto(path)]), timeout=5)
+            (note,) = reply.notification
+            leaves = dict(notification_leaves(note))
+            assert leaves[parse_path("/interfaces/interface[name=Ethernet2]/state/counters/in-octets")] > 0
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Get(gnmi_pb2.GetRequest(path=[to_proto(parse_path("/system/state"))]), timeout=5)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        fault = {"kind": "error_burst", "interface": "Ethernet1", "duration_s": 30, "errors_per_s": 50}
+        await gnmi_set(f"127.0.0.1:{port}", "/sim/fault", fault)
+        assert [f.kind for f in device.interfaces["Ethernet1"].faults] == ["error_burst"]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await gnmi_set(f"127.0.0.1:{port}", "/sim/fault", {"kind": "meteor", "interface": "Ethernet1"})
+        await sim.stop()
+
+    asyncio.run(scenario())

@@ -138,6 +138,29 @@ def test_snmpsim_devices_match_recordings_and_snmpbulkwalk(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("backend", ["native", "pysnmp"])
+def test_v3_no_auth_and_auth_only_levels(snmpd: SnmpdAgent, v3_env: dict[str, str], backend: str) -> None:
+    base = {"host": snmpd.host, "port": snmpd.port, "version": "3"}
+    targets = [
+        {**base, "name": "noauth", "user": "plainuser"},
+        {
+            **base,
+            "name": "authonly",
+            "user": "authonly",
+            "auth_proto": "SHA512",
+            "auth_key_env": v3_env["auth_key_env"],
+        },
+        {**base, "name": "authpriv", "user": "ossbss", "auth_proto": "SHA256", "priv_proto": "AES", **v3_env},
+    ]
+    coll, samples = poll(targets, backend=backend)
+    assert not coll.last_errors
+    by_device: dict[str, set[int]] = {}
+    for s in samples:
+        by_device.setdefault(s.device, set()).add(s.if_index)
+    assert by_device["noauth"] == by_device["authonly"] == by_device["authpriv"] and by_device["noauth"]
+
+
+@pytest.mark.integration
 def test_pysnmp_backend_gives_the_same_samples(snmpsim: SnmpsimAgent, v3_env: dict[str, str]) -> None:
     targets = snmpsim.targets_config("3", v3_env["auth_key_env"], v3_env["priv_key_env"])[:2]
     _, native = poll(targets)

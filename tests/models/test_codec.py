@@ -117,3 +117,33 @@ def test_dead_letter_of_a_huge_payload_is_truncated_and_says_so():
     assert len(dl.payload) == MAX_DEAD_LETTER_PAYLOAD
     assert f"of {len(raw)} bytes" in dl.reason and dl.reason.startswith("oversized message")
     assert codec_for(DeadLetter).decode(encode(dl)) == dl
+
+
+def test_batched_sample_message_keeps_good_elements_and_reports_bad_ones():
+    from models.codec import codec_for, encode_many
+
+    good = [
+        TelemetrySample(id=f"d/{i}/1", device="d", if_index=i, ts_ms=1, in_octets=i) for i in range(1, 4)
+    ]
+    wire = encode_many(good)
+    assert wire.startswith(b"[")
+    codec = codec_for(TelemetrySample)
+    samples, bad = codec.decode_message(wire)
+    assert samples == good and bad == []
+    broken = wire[:-1] + b',{"id":"x","device":"d","if_index":-1,"ts_ms":1}]'
+    samples, bad = codec.decode_message(broken)
+    assert samples == good
+    assert len(bad) == 1 and bad[0].element == 3 and "`$.if_index`" in bad[0].reason
+    assert bad[0].payload == b'{"id":"x","device":"d","if_index":-1,"ts_ms":1}'
+    # A single (unbatched) sample is still accepted, and a broken array is refused whole.
+    assert codec.decode_message(encode(good[0]))[0] == [good[0]]
+    with pytest.raises(ValueError, match="malformed JSON"):
+        codec.decode_message(b"[{},")
+    records, kept, failures = codec.decode_batch([broken, b"nope"])
+    assert kept == [0, 0, 0] and [(f.index, f.element) for f in failures] == [(0, 3), (1, -1)]
+
+
+def test_element_dead_letters_have_distinct_ids():
+    a = dead_letter_for(b"{}", topic="t", stage="s", reason="r", partition=1, offset=2, element=0)
+    b = dead_letter_for(b"{}", topic="t", stage="s", reason="r", partition=1, offset=2, element=1)
+    assert a.id != b.id and a.id == "t/1/2/s/0"

@@ -54,7 +54,7 @@ def usage(
     event_type: str = "data",
     bytes_down: int = 0,
     bytes_up: int = 0,
-    duration_s: int | None | str = "auto",
+    duration_s: int | str | None = "auto",
     destination: str = "",
 ) -> UsageRecord:
     start_ms = iso_ms(start)

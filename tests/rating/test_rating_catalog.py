@@ -15,8 +15,12 @@ from rating.catalog import DEFAULT_CATALOG, EXAMPLE_CATALOG
 def base() -> dict[str, Any]:
     return {
         "plans": [
-            {"name": "p", "version": 1, "effective_from": "2024-01-01",
-             "charges": [{"name": "d", "model": "per_unit", "unit": "GB", "price": "0.50"}]}
+            {
+                "name": "p",
+                "version": 1,
+                "effective_from": "2024-01-01",
+                "charges": [{"name": "d", "model": "per_unit", "unit": "GB", "price": "0.50"}],
+            }
         ],
         "subscriptions": [{"account_prefix": "A-", "plan": "p"}],
     }
@@ -54,31 +58,69 @@ CASES = [
     (with_charge(period="year"), "plans[0] (p).charges[0] (d).period", "one of"),
     (with_charge(split="random"), "plans[0] (p).charges[0] (d).split", "one of"),
     (with_charge(connect_fee="0.0000001"), "plans[0] (p).charges[0] (d).connect_fee", "precision"),
-    (with_charge(model="graduated", tiers=[{"up_to": 10, "price": "1"}, {"up_to": 5, "price": "1"}, {"price": "1"}]),
-     "plans[0] (p).charges[0] (d).tiers[1].up_to", "increase"),
-    (with_charge(model="graduated", tiers=[{"up_to": 10, "price": "1"}]),
-     "plans[0] (p).charges[0] (d).tiers[0].up_to", "unbounded"),
-    (with_charge(model="graduated", scope="period", included="1 GB", tiers=[{"price": "1"}]),
-     "plans[0] (p).charges[0] (d).included", "period tiers"),
-    (with_charge(model="volume", scope="period", tiers=[{"price": "1"}]), "plans[0] (p).charges[0] (d).scope",
-     "per record"),
+    (
+        with_charge(model="graduated", tiers=[{"up_to": 10, "price": "1"}, {"up_to": 5, "price": "1"}, {"price": "1"}]),
+        "plans[0] (p).charges[0] (d).tiers[1].up_to",
+        "increase",
+    ),
+    (
+        with_charge(model="graduated", tiers=[{"up_to": 10, "price": "1"}]),
+        "plans[0] (p).charges[0] (d).tiers[0].up_to",
+        "unbounded",
+    ),
+    (
+        with_charge(model="graduated", scope="period", included="1 GB", tiers=[{"price": "1"}]),
+        "plans[0] (p).charges[0] (d).included",
+        "period tiers",
+    ),
+    (
+        with_charge(model="volume", scope="period", tiers=[{"price": "1"}]),
+        "plans[0] (p).charges[0] (d).scope",
+        "per record",
+    ),
     (with_charge(model="package", block="0 MB"), "plans[0] (p).charges[0] (d).block", "at least one"),
-    (with_charge(**TOD, bands=[{"name": "peak", "hours": ["08:00-20:00"], "price": "1"}]),
-     "plans[0] (p).charges[0] (d).bands[0]", "default"),
-    (with_charge(**TOD, bands=[{"name": "n", "hours": ["20:00-08:00"], "price": "1"}, {"name": "o", "price": "1"}]),
-     "plans[0] (p).charges[0] (d).bands[0].hours[0]", "midnight"),
-    (with_charge(**TOD, bands=[{"name": "n", "days": ["funday"], "price": "1"}, {"name": "o", "price": "1"}]),
-     "plans[0] (p).charges[0] (d).bands[0].days", "days are among"),
-    (with_charge(**TOD, calendar="mars", bands=[{"name": "o", "price": "1"}]),
-     "plans[0] (p).charges[0] (d).calendar", "unknown calendar"),
-    (with_charge(model="zone", zones=[{"name": "x", "prefixes": ["+3a"], "price": "1"}]),
-     "plans[0] (p).charges[0] (d).zones[0].prefixes", "digit prefix"),
-    (with_charge(model="zone", zones=[{"name": "x", "prefixes": ["1"], "price": "1"},
-                                      {"name": "y", "prefixes": ["1"], "price": "1"}]),
-     "plans[0] (p).charges[0] (d).zones[1].prefixes", "another zone"),
-    (with_charge(model="zone", bands=[{"name": "a", "hours": ["08:00-09:00"]}, {"name": "b"}],
-                 zones=[{"name": "x", "prefixes": ["1"], "prices": {"a": "1"}}]),
-     "plans[0] (p).charges[0] (d).zones[0].prices", "one price per band"),
+    (
+        with_charge(**TOD, bands=[{"name": "peak", "hours": ["08:00-20:00"], "price": "1"}]),
+        "plans[0] (p).charges[0] (d).bands[0]",
+        "default",
+    ),
+    (
+        with_charge(**TOD, bands=[{"name": "n", "hours": ["20:00-08:00"], "price": "1"}, {"name": "o", "price": "1"}]),
+        "plans[0] (p).charges[0] (d).bands[0].hours[0]",
+        "midnight",
+    ),
+    (
+        with_charge(**TOD, bands=[{"name": "n", "days": ["funday"], "price": "1"}, {"name": "o", "price": "1"}]),
+        "plans[0] (p).charges[0] (d).bands[0].days",
+        "days are among",
+    ),
+    (
+        with_charge(**TOD, calendar="mars", bands=[{"name": "o", "price": "1"}]),
+        "plans[0] (p).charges[0] (d).calendar",
+        "unknown calendar",
+    ),
+    (
+        with_charge(model="zone", zones=[{"name": "x", "prefixes": ["+3a"], "price": "1"}]),
+        "plans[0] (p).charges[0] (d).zones[0].prefixes",
+        "digit prefix",
+    ),
+    (
+        with_charge(
+            model="zone",
+            zones=[{"name": "x", "prefixes": ["1"], "price": "1"}, {"name": "y", "prefixes": ["1"], "price": "1"}],
+        ),
+        "plans[0] (p).charges[0] (d).zones[1].prefixes",
+        "another zone",
+    ),
+    (
+        with_charge(
+            model="zone",
+            bands=[{"name": "a", "hours": ["08:00-09:00"]}, {"name": "b"}],
+            zones=[{"name": "x", "prefixes": ["1"], "prices": {"a": "1"}}],
+        ),
+        "plans[0] (p).charges[0] (d).zones[0].prices",
+        "one price per band",
+    ),
     (with_plan(rounding="ROUND_RANDOM"), "plans[0] (p).rounding", "one of"),
     (with_plan(precision=7), "plans[0] (p).precision", "0 to 6"),
     (with_plan(currency="euro"), "plans[0] (p).currency", "ISO 4217"),
@@ -89,8 +131,11 @@ CASES = [
     (second_version(version=2, effective_from="2023-01-01"), "plans[1] (p).effective_from", "after version 1"),
     ({**base(), "subscriptions": [{"account_prefix": "A-", "plan": "q"}]}, "subscriptions[0].plan", "unknown plan"),
     ({**base(), "subscriptions": [{"plan": "p"}]}, "subscriptions[0]", "exactly one"),
-    ({**base(), "subscriptions": [{"account": "A", "plan": "p", "from": "2024-02-01", "until": "2024-01-01"}]},
-     "subscriptions[0].until", "after"),
+    (
+        {**base(), "subscriptions": [{"account": "A", "plan": "p", "from": "2024-02-01", "until": "2024-01-01"}]},
+        "subscriptions[0].until",
+        "after",
+    ),
     ({**base(), "calendars": {"fr": ["2024-13-01"]}}, "calendars.fr[0]", "ISO date"),
     ({"plans": []}, "plans", "non-empty"),
 ]

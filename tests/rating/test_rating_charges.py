@@ -6,9 +6,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from tests.rating.ratingkit import amounts, one_plan, rate_both, rate_one, usage
 
 from rating import load_catalog, rate_usage
+from tests.rating.ratingkit import amounts, one_plan, rate_both, rate_one, usage
 
 GB = 10**9
 MB = 10**6
@@ -36,7 +36,9 @@ def test_per_unit(charge: dict, record: dict, expected: str) -> None:
 
 
 def test_data_rounded_up_to_whole_megabytes_per_record() -> None:
-    catalog = one_plan({"name": "d", "model": "per_unit", "unit": "GB", "price": "0.50", "increments": "1 MB"}, precision=6)
+    catalog = one_plan(
+        {"name": "d", "model": "per_unit", "unit": "GB", "price": "0.50", "increments": "1 MB"}, precision=6
+    )
     rated = rate_one(usage(bytes_down=1), catalog)
     assert rated.amount == Decimal("0.000500")  # 1 byte billed as 1 MB = 0.001 GB * 0.50
     assert str(rated.quantity) == "0.001"
@@ -240,9 +242,10 @@ def test_several_charges_make_several_lines_and_filters_choose_them() -> None:
     assert rated.amount == Decimal("0.70")  # 2 * 0.10 + 10 * 0.05
     assert (rated.quantity, rated.unit) == (Decimal(2), "GB")  # from the first line
     assert [line["charge"] for line in json.loads(rated.breakdown)["lines"]] == ["up", "down"]
-    result, _ = rate_both([usage(event_type="voice", seconds=5)], one_plan({"name": "sms", "model": "per_unit",
-                                                                           "unit": "event", "price": "1",
-                                                                           "event_type": "sms"}))
+    result, _ = rate_both(
+        [usage(event_type="voice", seconds=5)],
+        one_plan({"name": "sms", "model": "per_unit", "unit": "event", "price": "1", "event_type": "sms"}),
+    )
     assert result.failures == [(0, "no charge of plan 'p v1' applies to event_type 'voice', service 'svc'")]
 
 

@@ -26,18 +26,18 @@ MODES = ["ROUND_HALF_EVEN", "ROUND_HALF_UP", "ROUND_HALF_DOWN", "ROUND_UP", "ROU
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe"]
 HOUR = 3_600_000
 ANCHORS = [
-    int(dt.datetime(*parts, tzinfo=dt.UTC).timestamp() * 1000)
-    for parts in [
-        (2024, 3, 31, 1),  # Europe DST starts
-        (2024, 10, 27, 1),  # Europe DST ends
-        (2024, 3, 10, 7),  # US DST starts
-        (2024, 4, 6, 15),  # Lord Howe: a half-hour shift
-        (2024, 6, 30, 22),  # month end
-        (2024, 6, 28, 19, 59),  # Friday evening, peak edge
-        (2024, 7, 14, 10),  # a holiday
-        (2024, 12, 31, 23),  # year end
-        (2024, 1, 1, 0),  # plans take effect
-        (2024, 6, 30, 23, 59),
+    int(dt.datetime.fromisoformat(text + "+00:00").timestamp() * 1000)
+    for text in [
+        "2024-03-31T01:00",  # Europe DST starts
+        "2024-10-27T01:00",  # Europe DST ends
+        "2024-03-10T07:00",  # US DST starts
+        "2024-04-06T15:00",  # Lord Howe: a half-hour shift
+        "2024-06-30T22:00",  # month end
+        "2024-06-28T19:59",  # Friday evening, peak edge
+        "2024-07-14T10:00",  # a holiday
+        "2024-12-31T23:00",  # year end
+        "2024-01-01T00:00",  # plans take effect
+        "2024-06-30T23:59",
     ]
 ]
 
@@ -90,8 +90,9 @@ def assert_same(records_: list[UsageRecord], catalog: Any, ref_state: RatingStat
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(variant=plans_variant, first=st.integers(0, 40).flatmap(records), second=st.integers(0, 40).flatmap(records))
-def test_kernel_equals_reference(variant: list[tuple[int, str, str]], first: list[UsageRecord],
-                                 second: list[UsageRecord]) -> None:
+def test_kernel_equals_reference(
+    variant: list[tuple[int, str, str]], first: list[UsageRecord], second: list[UsageRecord]
+) -> None:
     catalog = catalog_for(variant)
     ref_state, ker_state = RatingState(), RatingState()
     assert_same(first, catalog, ref_state, ker_state)
@@ -108,3 +109,12 @@ def test_columnar_amounts_equal_record_amounts(batch: list[UsageRecord]) -> None
     assert rated_ids == [r.id for r in expected.rated]
     scaled = [int(v) for v, ok in zip(columns["amount_scaled"], columns["rated"], strict=True) if ok]
     assert scaled == [int(r.amount.scaleb(6)) for r in expected.rated]
+
+
+def test_kernel_equals_reference_on_a_synthetic_month() -> None:
+    from bench.bench_rating import as_records, check_identical, synthetic_usage
+    from rating import load_catalog
+    from rating.columns import to_columns
+
+    records_ = as_records(to_columns(synthetic_usage(4_000, seed=3, accounts=300)), 4_000)
+    check_identical(records_, load_catalog(EXAMPLE_CATALOG))

@@ -47,7 +47,9 @@ def test_parts_are_summed_exactly_then_rounded_once(mode: str, expected: str) ->
     # 30 s at 0.01/min (0.005) + 30 s at 0.02/min (0.01): 0.015 exactly, rounded once
     bands = [{"name": "peak", "hours": ["08:00-20:00"], "price": "0.02"}, {"name": "offpeak", "price": "0.01"}]
     catalog = one_plan({"name": "v", "model": "time_of_day", "unit": "minute", "bands": bands}, rounding=mode)
-    assert str(rate_one(usage(start="2024-06-03T07:59:30Z", seconds=60, event_type="voice"), catalog).amount) == expected
+    assert (
+        str(rate_one(usage(start="2024-06-03T07:59:30Z", seconds=60, event_type="voice"), catalog).amount) == expected
+    )
 
 
 @pytest.mark.parametrize(("precision", "expected"), [(0, "1"), (2, "0.67"), (4, "0.6667"), (6, "0.666667")])
