@@ -140,6 +140,7 @@ class LocalPipeline:
         cmd = [sys.executable, "-m", "streams", "--bootstrap", self.bootstrap, "--loglevel", "warn"]
         cmd += ["--config", str(effective)]
         log_path = self.var / "log" / "streams.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"starting the stream worker (faust-streaming), log in {log_path}")
         with open(log_path, "ab") as log_file:
             self.worker = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
