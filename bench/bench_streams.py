@@ -158,6 +158,5 @@ def pipeline_rates(quick: bool) -> BenchResult:
             "samples_stored": int(stored),
             "seconds": round(elapsed, 2),
             "baseline_seconds": round(baseline_s, 2),
-            "includes_worker_start": True,
         },
     )

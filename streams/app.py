@@ -25,6 +25,7 @@ from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
 from rating import load_catalog, rate_usage
+from rating.state import RatingState, split_state_key
 from streams.rates import apply_samples, device_watermark, emit_windows
 
 log = logging.getLogger("ossbss.streams")
@@ -112,15 +113,45 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         partitions=partitions,
         use_partitioner=True,
     )
+    # Allowance state of the rating engine, keyed by account like the usage topic (one value holds all
+    # of an account's periods), so it recovers on the worker that owns the account's usage.
+    rating_table = app.Table(
+        "rating-state",
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+        partitions=partitions,
+        use_partitioner=True,
+    )
     sample_codec = codec_for(TelemetrySample)
     usage_codec = codec_for(UsageRecord)
     catalog = load_catalog(config.rating.catalog or None)
     stats = StreamStats()
     states = DeviceStates(interface_state)
+    periods_codec = msgspec.msgpack.Decoder(dict[str, bytes])
+    periods_encoder = msgspec.msgpack.Encoder()
+
+    def load_allowances(account: str, period: str) -> bytes | None:
+        raw = rating_table.get(account)
+        return periods_codec.decode(raw).get(period) if raw else None
+
+    rating_state = [RatingState(loader=load_allowances)]
+
+    def save_allowances() -> None:
+        # Written before the rated records are produced; faust flushes both before it commits.
+        by_account: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for key, blob in rating_state[0].take_changes().items():
+            account, period = split_state_key(key)
+            by_account[account][period] = blob
+        for account, periods in by_account.items():
+            raw = rating_table.get(account)
+            merged = periods_codec.decode(raw) if raw else {}
+            merged.update(periods)
+            rating_table[account] = periods_encoder.encode(merged)
 
     async def forget_cached_states(*args: Any, **kwargs: Any) -> None:
-        # Another worker may own these devices now; reread them from the table when they come back.
+        # Another worker may own these devices and accounts now; reread them when they come back.
         states.clear()
+        rating_state[0] = RatingState(loader=load_allowances)
 
     app.on_partitions_revoked.connect(forget_cached_states)
 
@@ -242,7 +273,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                     dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", str(exc))
             if not records:
                 continue
-            result = rate_usage(records, catalog, rated_at_ms=now_ms)
+            result = rate_usage(records, catalog, rated_at_ms=now_ms, state=rating_state[0])
+            save_allowances()
             for index, reason in result.failures:
                 msg = origins[index]
                 dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", reason)
