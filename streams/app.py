@@ -56,12 +56,12 @@ class DeviceStates:
     def get(self, device: str) -> dict[str, Any]:
         state = self.cache.get(device)
         if state is None:
-            raw = self.table.get(device)
+            raw = self.table.get(device.encode())
             state = self.cache[device] = self._decoder.decode(raw) if raw else {}
         return state
 
     def put(self, device: str, state: dict[str, Any]) -> None:
-        self.table[device] = self._encoder.encode(state)
+        self.table[device.encode()] = self._encoder.encode(state)
 
     def idle(self, now: float, idle_s: float) -> list[str]:
         """Devices silent for ``idle_s`` since their last samples (each reported once per silence)."""
@@ -108,8 +108,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     interface_state = app.Table(
         "interface-state",
         default=None,
-        # Values are msgpack bytes encoded by DeviceStates: compact, and ~10x cheaper than faust's json.
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+        # Keys and values are bytes, so faust stores them as they are ("raw") in the changelog and on
+        # recovery: the key bytes are the topic's key bytes (same partition), the values msgpack.
+        key_type=bytes,
+        value_type=bytes,
         partitions=partitions,
         use_partitioner=True,
     )
@@ -118,7 +120,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     rating_table = app.Table(
         "rating-state",
         default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+        key_type=bytes,
+        value_type=bytes,
         partitions=partitions,
         use_partitioner=True,
     )
@@ -131,7 +134,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     periods_encoder = msgspec.msgpack.Encoder()
 
     def load_allowances(account: str, period: str) -> bytes | None:
-        raw = rating_table.get(account)
+        raw = rating_table.get(account.encode())
         return periods_codec.decode(raw).get(period) if raw else None
 
     rating_state = [RatingState(loader=load_allowances)]
@@ -143,10 +146,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             account, period = split_state_key(key)
             by_account[account][period] = blob
         for account, periods in by_account.items():
-            raw = rating_table.get(account)
+            raw = rating_table.get(account.encode())
             merged = periods_codec.decode(raw) if raw else {}
             merged.update(periods)
-            rating_table[account] = periods_encoder.encode(merged)
+            rating_table[account.encode()] = periods_encoder.encode(merged)
 
     async def forget_cached_states(*args: Any, **kwargs: Any) -> None:
         # Another worker may own these devices and accounts now; reread them when they come back.
