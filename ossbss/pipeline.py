@@ -279,6 +279,8 @@ class LocalPipeline:
         if self.endpoint is not None:
             with contextlib.suppress(Exception):
                 self.endpoint.stop()
+        if self.warehouse is not None:
+            self.warehouse.close()  # the embedded engine serves one directory per process: release it
         if self.broker is not None and not keep_kafka:
             self.say("stopping Kafka ...")
             self.broker.stop()

@@ -96,6 +96,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=8 * 1024 * 1024,
         broker_commit_interval=1.0,
+        # A worker that dies (SIGKILL, lost host) is noticed after this long and its partitions move:
+        # faust's default of 60 s would stall a restarted worker's recovery for a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         datadir=str(datadir),
     )
     samples_topic = app.topic(TELEMETRY_SAMPLES.name, key_type=bytes, value_type=bytes, partitions=partitions)
