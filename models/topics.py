@@ -22,7 +22,9 @@ TELEMETRY_SAMPLES = Topic(
 )
 FAULT_EVENTS = Topic("telemetry.faults", "device", "traps, informs and oper-status changes")
 INTERFACE_RATES_1M = Topic(
-    "telemetry.rates.1m", "device", "per-interface rates over 1-minute windows, one array per device emission",
+    "telemetry.rates.1m",
+    "device",
+    "per-interface rates over 1-minute windows, one array per device emission",
     batched=True,
 )
 USAGE_RECORDS = Topic("usage.records", "account", "usage records as ingested (CDR/IPDR/accounting)")

@@ -122,9 +122,7 @@ def test_dead_letter_of_a_huge_payload_is_truncated_and_says_so():
 def test_batched_sample_message_keeps_good_elements_and_reports_bad_ones():
     from models.codec import codec_for, encode_many
 
-    good = [
-        TelemetrySample(id=f"d/{i}/1", device="d", if_index=i, ts_ms=1, in_octets=i) for i in range(1, 4)
-    ]
+    good = [TelemetrySample(id=f"d/{i}/1", device="d", if_index=i, ts_ms=1, in_octets=i) for i in range(1, 4)]
     wire = encode_many(good)
     assert wire.startswith(b"[")
     codec = codec_for(TelemetrySample)
@@ -139,7 +137,7 @@ def test_batched_sample_message_keeps_good_elements_and_reports_bad_ones():
     assert codec.decode_message(encode(good[0]))[0] == [good[0]]
     with pytest.raises(ValueError, match="malformed JSON"):
         codec.decode_message(b"[{},")
-    records, kept, failures = codec.decode_batch([broken, b"nope"])
+    _, kept, failures = codec.decode_batch([broken, b"nope"])
     assert kept == [0, 0, 0] and [(f.index, f.element) for f in failures] == [(0, 3), (1, -1)]
 
 
