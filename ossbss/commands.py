@@ -242,6 +242,7 @@ def run_worker(args: argparse.Namespace) -> int:
         faust.Worker(create_app(config, bootstrap), loglevel=args.loglevel, quiet=True).execute_from_commandline()
         return 0
     from ossbss.kafkautil import ensure_topics
+    from ossbss.pipeline import metrics_for
     from warehouse import open_warehouse
     from warehouse.endpoint import endpoint_state_file, serve_sql
     from warehouse.migrate import apply_migrations
@@ -255,12 +256,18 @@ def run_worker(args: argparse.Namespace) -> int:
     parsed = parse_warehouse_url(config.warehouse.url)
     endpoint = serve_sql(wh, endpoint_state_file(parsed.path)) if parsed.driver == "chdb" and parsed.path else None
     sink = WarehouseSink(client, wh, config.sink)
+    metrics = metrics_for(sink, wh, client, config).start()
+    if metrics.port:
+        print(
+            f"ossbss: Prometheus metrics on http://{config.sink.metrics_host}:{metrics.port}/metrics", file=sys.stderr
+        )
     signal.signal(signal.SIGTERM, lambda *_: sink.stop())
     signal.signal(signal.SIGINT, lambda *_: sink.stop())
     print(f"ossbss: sink consuming from {bootstrap} into {config.warehouse.url}", file=sys.stderr)
     try:
         sink.run()
     finally:
+        metrics.stop()
         if endpoint is not None:
             endpoint.stop()
         wh.close()

@@ -106,8 +106,17 @@ class SinkConfig:
     batch_size: int = 50_000
     flush_interval_s: float = 1.0
     max_retry_backoff_s: float = 30.0
+    # The pipeline's own metrics: written to ClickHouse pipeline_metrics every interval, and served
+    # for Prometheus on 127.0.0.1:metrics_port/metrics (0: not served).
+    metrics_interval_s: float = 10.0
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
 
     def validate(self) -> None:
+        if self.metrics_interval_s <= 0:
+            raise ConfigError("sink.metrics_interval_s", "must be > 0")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("sink.metrics_port", "must be a TCP port (0 turns the endpoint off)")
         if self.batch_size < 1:
             raise ConfigError("sink.batch_size", "must be >= 1")
         if self.flush_interval_s <= 0:

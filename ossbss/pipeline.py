@@ -26,6 +26,7 @@ from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, U
 from ossbss.config import Config, write_config
 from ossbss.kafkautil import committed_lag, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
+from ossbss.metrics import PipelineMetrics
 from warehouse import open_warehouse
 from warehouse.base import Warehouse
 from warehouse.endpoint import SqlEndpoint
@@ -80,6 +81,7 @@ class LocalPipeline:
         self.sink: WarehouseSink | None = None
         self.sink_thread: threading.Thread | None = None
         self.endpoint: SqlEndpoint | None = None
+        self.metrics: PipelineMetrics | None = None
         self.counts = GeneratorCounts()
         self._stop_generators = threading.Event()
         self._generator_error: BaseException | None = None
@@ -151,6 +153,7 @@ class LocalPipeline:
         self.sink = WarehouseSink(self.client_config, self.warehouse, self.config.sink, DEFAULT_ROUTES)
         self.sink_thread = threading.Thread(target=self.sink.run, name="sink", daemon=True)
         self.sink_thread.start()
+        self.metrics = metrics_for(self.sink, self.warehouse, self.client_config, self.config).start()
 
     # -- generators -----------------------------------------------------------------------------------
 
@@ -272,6 +275,8 @@ class LocalPipeline:
             except subprocess.TimeoutExpired:
                 self.worker.kill()
                 self.worker.wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.sink is not None:
             self.sink.stop()
         if self.sink_thread is not None:
@@ -310,6 +315,22 @@ class LocalPipeline:
         avg = self.warehouse.query("SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL").rows
         summary.rates_in_bps_avg = float(avg[0][0]) if avg and avg[0][0] is not None else None
         return summary
+
+
+def metrics_for(sink: WarehouseSink, warehouse: Warehouse, client_config: dict, config: Config) -> PipelineMetrics:
+    """The metrics reporter of a sink: its own counters, and the lag of the sink and the stream worker."""
+    return PipelineMetrics(
+        sink,
+        warehouse,
+        client_config,
+        {
+            config.sink.group_id: [r.topic for r in DEFAULT_ROUTES],
+            config.streams.app_id: [TELEMETRY_SAMPLES.name, USAGE_RECORDS.name],
+        },
+        interval_s=config.sink.metrics_interval_s,
+        port=config.sink.metrics_port,
+        host=config.sink.metrics_host,
+    )
 
 
 def _extra(client_config: dict) -> dict:

@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from models.records import UsageRecord
 from ossbss.config import Config
+from ossbss.localstack.kafka import free_port
 from ossbss.pipeline import LocalPipeline
 from rating import load_catalog, rate_usage
 
@@ -29,7 +30,9 @@ def finished_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
         kafka=dataclasses.replace(base.kafka, bootstrap_servers=kafka_bootstrap, partitions=4),
         warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{var}/clickhouse"),
         streams=dataclasses.replace(base.streams, app_id=f"slice-{unique}", idle_close_s=2.0, allowed_lateness_s=5.0),
-        sink=dataclasses.replace(base.sink, group_id=f"sink-{unique}", flush_interval_s=0.5),
+        sink=dataclasses.replace(
+            base.sink, group_id=f"sink-{unique}", flush_interval_s=0.5, metrics_port=free_port(), metrics_interval_s=2.0
+        ),
         simulator=dataclasses.replace(
             base.simulator, devices=3, interfaces=4, interval_s=2.0, in_bps=100_000_000, out_bps=40_000_000
         ),
@@ -250,3 +253,22 @@ def test_duplicate_usage_id_is_rated_once(finished_run):
         f"SELECT count(), toString(sum(amount)) FROM rated_usage FINAL WHERE id = 'corpus-{marker}-dup'"
     ).rows
     assert rows[0][0] == 1 and Decimal(rows[0][1]) == Decimal("0.500000")
+
+
+def test_pipeline_metrics_reach_clickhouse_and_prometheus(finished_run):
+    import urllib.request
+
+    pipeline, _, _ = finished_run
+    sampled = pipeline.metrics.sample()
+    names = {m.metric for m in sampled}
+    assert {"records_in", "records_out", "dead_letters", "batch_latency_ms", "consumer_lag"} <= names
+    lag = [m for m in sampled if m.metric == "consumer_lag"]
+    assert {m.labels["group"] for m in lag} == {pipeline.config.sink.group_id, pipeline.config.streams.app_id}
+    assert all(m.value == 0 for m in lag)  # drained
+    rows = pipeline.warehouse.query(
+        "SELECT metric, sum(value) FROM pipeline_metrics WHERE metric = 'records_out' GROUP BY metric"
+    ).rows
+    assert rows and rows[0][1] > 0  # the periodic samples during the run counted the rows written
+    with urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "# TYPE ossbss_consumer_lag gauge" in text and 'topic="telemetry.samples"' in text
