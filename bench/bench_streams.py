@@ -1,10 +1,15 @@
-"""End-to-end stream throughput: Kafka -> counters to rates and 1-minute windows -> ClickHouse.
+"""End-to-end stream benchmarks on a broker started for the run, one worker and one sink.
 
-``pipeline_rates``: samples/s from a backlog of device polls on ``telemetry.samples`` until every
-sample has been through the faust worker (rates, windows, state) and the sink (samples and rate
-windows in the embedded ClickHouse). One worker, one sink, on a broker started for the benchmark.
-Baseline, in the same run on the same broker and engine: raw consume of the same messages with
-confluent-kafka, decode, and bulk insert of the same sample rows into ClickHouse.
+* ``pipeline_rates``: samples/s from a backlog of device polls on ``telemetry.samples`` until every
+  sample has been through the faust worker (rates, windows, state) and the sink (samples and rate
+  windows in the embedded ClickHouse). Baseline: raw consume of the same messages with confluent-kafka,
+  decode, and bulk insert of the same sample rows.
+* ``usage_rating_e2e``: usage records/s from a backlog on ``usage.records`` until every record is
+  rated by the worker and its row is in ClickHouse ``rated_usage``. Baseline: raw consume + decode +
+  bulk insert of the same usage rows.
+
+The worker and the sink are started and proven running (a probe goes all the way through) before the
+clock starts; the backlog is produced after, so the figure includes the producing collectors.
 """
 
 from __future__ import annotations
@@ -12,60 +17,79 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer
 
 from bench import BenchResult, benchmark
 from collectors.publish import RecordPublisher
-from collectors.simulate import DeviceSimulator
-from models.codec import codec_for
-from models.records import TelemetrySample
-from models.topics import INTERFACE_RATES_1M, TELEMETRY_SAMPLES
+from collectors.simulate import DeviceSimulator, UsageGenerator
+from models.codec import RecordCodec, codec_for
+from models.records import Record, TelemetrySample, UsageRecord
+from models.topics import INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
-from ossbss.kafkautil import committed_lag
+from ossbss.kafkautil import committed_lag, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker
 from ossbss.pipeline import LocalPipeline
 from streams.rates import window_start
+from warehouse.base import Warehouse
 from warehouse.rows import columns_for
 
-BASELINE_TOPIC = "bench.baseline.samples"
+BASELINE_TOPIC = "bench.baseline"
 
 
-def _probe(bootstrap: str, pipeline: LocalPipeline, timeout: float = 120.0) -> None:
-    """One sample of a probe device, waited for in ClickHouse: the worker and the sink are running."""
-    probe = TelemetrySample(id="probe/1/1", device="probe", if_index=1, ts_ms=int(time.time() * 1000) - 3_600_000)
-    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
-    publisher.publish(TELEMETRY_SAMPLES.name, [probe], key=lambda r: "probe")
+@contextmanager
+def _bench_pipeline() -> Iterator[LocalPipeline]:
+    """A broker, the warehouse (migrated) and a pipeline object, all under a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="ossbss-bench-") as tmp:
+        root = Path(tmp)
+        broker = KafkaBroker(root / "kafka").start()
+        pipeline: LocalPipeline | None = None
+        try:
+            base = Config()
+            config = dataclasses.replace(
+                base,
+                var_dir=str(root / "var"),
+                kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers),
+                warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
+                streams=dataclasses.replace(base.streams, idle_close_s=1.0),
+                sink=dataclasses.replace(base.sink, metrics_port=0),
+            )
+            pipeline = LocalPipeline(config, None)
+            pipeline.say = lambda text: None  # type: ignore[method-assign]
+            pipeline.bootstrap = broker.bootstrap_servers
+            pipeline.client_config = {"bootstrap.servers": broker.bootstrap_servers}
+            ensure_topics(pipeline.client_config, config.kafka.partitions)
+            pipeline._start_warehouse()
+            yield pipeline
+        finally:
+            if pipeline is not None:
+                pipeline.stop()
+            broker.stop()
+
+
+def _start_and_probe(pipeline: LocalPipeline, probe: Record, topic: str, table: str, timeout: float = 120.0) -> None:
+    """Start the worker and the sink, and wait until a probe record reached ClickHouse."""
+    pipeline._start_worker()
+    pipeline._start_sink()
+    publisher = RecordPublisher(pipeline.bootstrap, partitioner="murmur2_random")
+    publisher.publish(topic, [probe], key=lambda r: "probe")
     publisher.flush()
+    warehouse = pipeline.warehouse
+    assert warehouse is not None
     deadline = time.monotonic() + timeout
-    assert pipeline.warehouse is not None
     while time.monotonic() < deadline:
         pipeline.check_alive()
-        if pipeline.warehouse.query("SELECT count() FROM telemetry_samples WHERE device = 'probe'").rows[0][0]:
+        if warehouse.query(f"SELECT count() FROM {table} WHERE id = '{probe.id}'").rows[0][0]:
             return
         time.sleep(0.2)
-    raise RuntimeError("the probe sample did not reach ClickHouse: the worker or the sink is not running")
+    raise RuntimeError("the probe did not reach ClickHouse: the worker or the sink is not running")
 
 
-def _produce_backlog(bootstrap: str, devices: int, interfaces: int, polls: int, topic: str) -> tuple[int, int]:
-    """Polls every 10 s, all produced up front; returns (samples, expected rate windows)."""
-    now = int(time.time() * 1000)
-    start = now - now % 60_000 - 60_000 * ((polls * 10) // 60 + 1)
-    sim = DeviceSimulator(devices, interfaces, 100_000_000, 40_000_000, 10**9, start)
-    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
-    count = 0
-    stamps = [start + k * 10_000 for k in range(polls)]
-    for ts in stamps:
-        count += publisher.publish(topic, sim.poll(ts), key=lambda r: r.device)  # type: ignore[attr-defined]
-    publisher.flush()
-    # A window exists for every minute that holds a poll after an interface's first one.
-    windows = len({window_start(ts) for ts in stamps[1:]}) * devices * interfaces
-    return count, windows
-
-
-def _baseline(bootstrap: str, warehouse, samples: int) -> float:
-    """Raw consume + decode + bulk insert of the same rows; returns seconds."""
+def _raw_consume_insert(bootstrap: str, warehouse: Warehouse, record_type: type, table: str, count: int) -> float:
+    """Baseline: consume the backlog copy, decode, bulk insert; returns seconds."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -75,88 +99,120 @@ def _baseline(bootstrap: str, warehouse, samples: int) -> float:
         }
     )
     consumer.subscribe([BASELINE_TOPIC])
-    codec = codec_for(TelemetrySample)
+    codec: RecordCodec = codec_for(record_type)
     seen = 0
     started = time.perf_counter()
-    while seen < samples:
-        messages = consumer.consume(2000, timeout=1.0)
+    while seen < count:
+        messages = consumer.consume(5000, timeout=1.0)
         if not messages:
             continue
         rows, _, _ = codec.decode_batch([m.value() for m in messages if m.error() is None])
-        warehouse.insert_columns("telemetry_samples", columns_for("telemetry_samples", rows))
+        warehouse.insert_columns(table, columns_for(table, rows))
         seen += len(rows)
     elapsed = time.perf_counter() - started
     consumer.close()
+    warehouse.execute(f"TRUNCATE TABLE {table}")
     return elapsed
+
+
+def _wait_until(pipeline: LocalPipeline, groups: dict[str, list[str]], done: Callable[[], bool]) -> None:
+    while True:
+        pipeline.check_alive()
+        lags = [committed_lag(pipeline.client_config, group, topics) for group, topics in groups.items()]
+        if all(sum(lag.values()) == 0 for lag in lags) and done():
+            return
+        time.sleep(0.2)
+
+
+def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, topic: str) -> tuple[int, int]:
+    """Polls every 10 s, all produced at once; returns (samples, expected rate windows)."""
+    now = int(time.time() * 1000)
+    start = now - now % 60_000 - 60_000 * ((polls * 10) // 60 + 1)
+    sim = DeviceSimulator(devices, interfaces, 100_000_000, 40_000_000, 10**9, start)
+    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    stamps = [start + k * 10_000 for k in range(polls)]
+    count = 0
+    for ts in stamps:
+        count += publisher.publish(topic, sim.poll(ts), key=lambda r: r.device)  # type: ignore[attr-defined]
+    publisher.flush()
+    # A window exists for every minute that holds a poll after an interface's first one.
+    return count, len({window_start(ts) for ts in stamps[1:]}) * devices * interfaces
 
 
 @benchmark("pipeline_rates", "Kafka -> rates + 1-minute windows -> ClickHouse, samples/s, one worker")
 def pipeline_rates(quick: bool) -> BenchResult:
     devices, interfaces, polls = (200, 48, 6) if quick else (1000, 48, 12)
-    with tempfile.TemporaryDirectory(prefix="ossbss-bench-") as tmp:
-        root = Path(tmp)
-        broker = KafkaBroker(root / "kafka").start()
-        try:
-            base = Config()
-            config = dataclasses.replace(
-                base,
-                var_dir=str(root / "var"),
-                kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers),
-                warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
-                streams=dataclasses.replace(base.streams, idle_close_s=1.0),
-            )
-            pipeline = LocalPipeline(config, None)
-            pipeline.say = lambda text: None  # type: ignore[method-assign]
-            from ossbss.kafkautil import ensure_topics
-
-            client = {"bootstrap.servers": broker.bootstrap_servers}
-            ensure_topics(client, config.kafka.partitions)
-            pipeline.bootstrap = broker.bootstrap_servers
-            pipeline.client_config = client
-            pipeline._start_warehouse()
-            assert pipeline.warehouse is not None
-            # Baseline first, on its own copy of the backlog in a topic of its own.
-            samples, windows = _produce_backlog(broker.bootstrap_servers, devices, interfaces, polls, BASELINE_TOPIC)
-            baseline_s = _baseline(broker.bootstrap_servers, pipeline.warehouse, samples)
-            pipeline.warehouse.execute("TRUNCATE TABLE telemetry_samples")
-            # Start the worker and the sink (untimed) and wait until a probe sample went all the way through.
-            pipeline._start_worker()
-            pipeline._start_sink()
-            _probe(broker.bootstrap_servers, pipeline)
-            started = time.perf_counter()
-            _produce_backlog(broker.bootstrap_servers, devices, interfaces, polls, TELEMETRY_SAMPLES.name)
-            topics = [TELEMETRY_SAMPLES.name, INTERFACE_RATES_1M.name]
-            while True:
-                pipeline.check_alive()
-                lag = committed_lag(client, config.sink.group_id, topics)
-                worker_lag = committed_lag(client, config.streams.app_id, [TELEMETRY_SAMPLES.name])
-                if sum(lag.values()) == 0 and sum(worker_lag.values()) == 0:
-                    rows = pipeline.warehouse.query("SELECT count() FROM interface_rates_1m FINAL").rows[0][0]
-                    if int(rows) >= windows:
-                        break
-                time.sleep(0.2)
-            elapsed = time.perf_counter() - started
-            stored = pipeline.warehouse.query("SELECT count() FROM telemetry_samples WHERE device != 'probe'").rows[0][
-                0
-            ]
-            pipeline.stop()
-        finally:
-            broker.stop()
-    value = samples / elapsed
-    baseline = samples / baseline_s
+    with _bench_pipeline() as pipeline:
+        wh = pipeline.warehouse
+        assert wh is not None
+        samples, windows = _produce_polls(pipeline.bootstrap, devices, interfaces, polls, BASELINE_TOPIC)
+        baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, TelemetrySample, "telemetry_samples", samples)
+        probe = TelemetrySample(id="probe/1/1", device="probe", if_index=1, ts_ms=int(time.time() * 1000) - 3_600_000)
+        _start_and_probe(pipeline, probe, TELEMETRY_SAMPLES.name, "telemetry_samples")
+        started = time.perf_counter()
+        _produce_polls(pipeline.bootstrap, devices, interfaces, polls, TELEMETRY_SAMPLES.name)
+        config = pipeline.config
+        _wait_until(
+            pipeline,
+            {
+                config.sink.group_id: [TELEMETRY_SAMPLES.name, INTERFACE_RATES_1M.name],
+                config.streams.app_id: [TELEMETRY_SAMPLES.name],
+            },
+            lambda: int(wh.query("SELECT count() FROM interface_rates_1m FINAL").rows[0][0]) >= windows,
+        )
+        elapsed = time.perf_counter() - started
+        stored = int(wh.query("SELECT count() FROM telemetry_samples WHERE device != 'probe'").rows[0][0])
     return BenchResult(
-        value=value,
+        value=samples / elapsed,
         unit="samples/s",
-        baseline=baseline,
-        ratio=value / baseline,
+        baseline=samples / baseline_s,
+        ratio=baseline_s / elapsed,
         params={
             "devices": devices,
             "interfaces": interfaces,
             "polls": polls,
             "samples": samples,
             "windows": windows,
-            "samples_stored": int(stored),
+            "samples_stored": stored,
             "seconds": round(elapsed, 2),
             "baseline_seconds": round(baseline_s, 2),
         },
+    )
+
+
+def _produce_usage(bootstrap: str, count: int, topic: str) -> int:
+    generator = UsageGenerator(accounts=10_000, bad_every=0, seed=11, run_id=f"bench-{topic}")
+    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    for item in generator.generate(count, int(time.time() * 1000)):
+        publisher.produce_raw(topic, item.value, item.key)
+    publisher.flush()
+    return count
+
+
+@benchmark("usage_rating_e2e", "usage records -> rating worker -> rated rows in ClickHouse, records/s")
+def usage_rating_e2e(quick: bool) -> BenchResult:
+    count = 50_000 if quick else 300_000
+    with _bench_pipeline() as pipeline:
+        wh = pipeline.warehouse
+        assert wh is not None
+        _produce_usage(pipeline.bootstrap, count, BASELINE_TOPIC)
+        baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, UsageRecord, "usage_records", count)
+        now = int(time.time() * 1000)
+        probe = UsageRecord(id="probe", account="ACC-00001", service="data", start_ms=now - 1000, end_ms=now)
+        _start_and_probe(pipeline, probe, USAGE_RECORDS.name, "rated_usage")
+        started = time.perf_counter()
+        _produce_usage(pipeline.bootstrap, count, USAGE_RECORDS.name)
+        config = pipeline.config
+        _wait_until(
+            pipeline,
+            {config.sink.group_id: [USAGE_RECORDS.name, USAGE_RATED.name], config.streams.app_id: [USAGE_RECORDS.name]},
+            lambda: int(wh.query("SELECT count() FROM rated_usage WHERE id != 'probe'").rows[0][0]) >= count,
+        )
+        elapsed = time.perf_counter() - started
+    return BenchResult(
+        value=count / elapsed,
+        unit="records/s",
+        baseline=count / baseline_s,
+        ratio=baseline_s / elapsed,
+        params={"records": count, "seconds": round(elapsed, 2), "baseline_seconds": round(baseline_s, 2)},
     )
