@@ -79,8 +79,9 @@ def register(subparsers: Any) -> None:
     )
     worker.add_argument(
         "component",
-        choices=["streams", "sink"],
-        help="streams: the faust-streaming worker (rates, windows, rating); "
+        choices=["collectors", "streams", "sink"],
+        help="collectors: the SNMP, trap, gNMI and usage-file collectors of the config's `collectors:` section; "
+        "streams: the faust-streaming worker (rates, windows, rating); "
         "sink: Kafka -> ClickHouse batched, idempotent writer",
     )
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
@@ -234,6 +235,8 @@ def _bootstrap_or_exit(config: Any) -> str:
 def run_worker(args: argparse.Namespace) -> int:
     config = _load(args)
     bootstrap = _bootstrap_or_exit(config)
+    if args.component == "collectors":
+        return run_collectors_worker(config, bootstrap)
     if args.component == "streams":
         import faust
 
@@ -288,4 +291,59 @@ def run_migrate(args: argparse.Namespace) -> int:
         print(f"ossbss: migration failed: {exc}", file=sys.stderr)
         return 1
     print(f"ossbss: applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    return 0
+
+
+def run_collectors_worker(config: Any, bootstrap: str) -> int:
+    """Run the configured collectors until SIGTERM/Ctrl-C, with a status line every 30 s."""
+    import asyncio
+
+    from collectors.base import CollectorConfigError, PublisherSink, build_collector, parse_collectors, run_collectors
+    from collectors.publish import RecordPublisher
+
+    client = {**config.kafka.client_config(), "bootstrap.servers": bootstrap}
+    try:
+        configs = parse_collectors(config.extra.get("collectors"))
+    except CollectorConfigError as exc:
+        print(f"ossbss: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if not configs:
+        print("ossbss: no `collectors:` in the configuration; see collectors/example.yaml", file=sys.stderr)
+        return 2
+    extra = {k: v for k, v in client.items() if k != "bootstrap.servers"}
+    sink = PublisherSink(RecordPublisher(bootstrap, partitioner="murmur2_random", **extra))
+    try:
+        collectors = [
+            build_collector(c, sink, config_key=f"collectors[{i}]", kafka=client) for i, c in enumerate(configs)
+        ]
+    except CollectorConfigError as exc:
+        print(f"ossbss: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def report() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(30)
+                for collector, cfg in zip(collectors, configs, strict=True):
+                    st = collector.stats
+                    line = (
+                        f"ossbss: {cfg.name or cfg.type}: {st.records:,} records, {st.polls:,} polls, "
+                        f"{st.errors:,} errors, {st.dead_letters:,} dead letters"
+                    )
+                    print(line + (f" (last error: {st.last_error})" if st.last_error else ""), file=sys.stderr)
+
+        reporter = asyncio.create_task(report())
+        try:
+            await run_collectors(collectors, stop)
+        finally:
+            reporter.cancel()
+
+    print(f"ossbss: running {len(collectors)} collector(s) into {bootstrap}", file=sys.stderr)
+    asyncio.run(main())
+    sink.flush()
     return 0

@@ -1,0 +1,90 @@
+"""`ossbss worker collectors` runs the configured collectors against the real broker until SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+from confluent_kafka import Consumer
+
+from models.codec import codec_for
+from models.records import UsageRecord
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_collectors_ingests_a_dropped_usage_file(kafka_bootstrap, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    config = {
+        "var_dir": str(tmp_path / "var"),
+        "kafka": {"bootstrap_servers": kafka_bootstrap},
+        "collectors": [
+            {
+                "type": "usage_files",
+                "name": "cdr-files",
+                "directory": str(incoming),
+                "patterns": ["*.csv"],
+                "poll_interval_s": 0.5,
+                "min_age_s": 0,
+                "done_dir": str(tmp_path / "done"),
+                "ledger": str(tmp_path / "ledger.jsonl"),
+            }
+        ],
+    }
+    config_file = tmp_path / "ossbss.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    tag = uuid.uuid4().hex[:8]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows = [f"{tag}-{i},ACC-00001,data,{now},{now},{i * 1000},{i * 2000},,," for i in range(1, 6)]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ossbss.cli", "-c", str(config_file), "worker", "collectors"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        (incoming / "cdr.csv.part").write_text(
+            "id,account,service,start,end,bytes_up,bytes_down,duration_s,destination,event_type\n"
+            + "\n".join(rows)
+            + "\nbroken,line\n"
+        )
+        (incoming / "cdr.csv.part").rename(incoming / "cdr.csv")
+        consumer = Consumer(
+            {"bootstrap.servers": kafka_bootstrap, "group.id": f"t-{tag}", "auto.offset.reset": "earliest"}
+        )
+        consumer.subscribe(["usage.records"])
+        found: dict[str, UsageRecord] = {}
+        deadline = time.monotonic() + 60
+        codec = codec_for(UsageRecord)
+        while len(found) < 5 and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=1.0):
+                if msg.error() is None and tag.encode() in (msg.value() or b""):
+                    record = codec.decode(msg.value())
+                    found[record.id] = record
+        consumer.close()
+        assert sorted(found) == sorted(f"{tag}-{i}" for i in range(1, 6))
+        assert found[f"{tag}-3"].bytes_down == 6000
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert "running 1 collector(s)" in output
+
+
+def test_worker_collectors_without_config_says_what_to_do(kafka_bootstrap, tmp_path):
+    config_file = tmp_path / "ossbss.yaml"
+    config_file.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": kafka_bootstrap}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "ossbss.cli", "-c", str(config_file), "worker", "collectors"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "collectors/example.yaml" in done.stderr
