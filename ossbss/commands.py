@@ -179,14 +179,17 @@ def print_summary(summary: Any, run_id: str) -> None:
     g = summary.generated
     out = sys.stdout
     print(f"\nrun {run_id}: {summary.seconds:.0f}s", file=out)
-    print(f"  telemetry samples produced : {g.samples:,}", file=out)
+    print(f"  telemetry samples produced : {g.samples:,} simulated + {g.gnmi_samples:,} streamed over gNMI", file=out)
     print(f"  usage records produced     : {g.usage:,} ({g.usage_bad:,} deliberately bad)", file=out)
     print(f"  usage rated (this run)     : {summary.usage_rated:,}", file=out)
     print(f"  usage dead-lettered        : {summary.usage_dead_letters:,}", file=out)
     verdict = "OK" if summary.usage_accounted else "MISMATCH"
     print(f"  rated + dead-lettered == produced: {verdict}", file=out)
     if summary.rates_in_bps_avg is not None:
-        print(f"  average inbound rate over all windows: {summary.rates_in_bps_avg / 1e6:,.3f} Mbit/s", file=out)
+        print(
+            f"  average inbound rate of the simulated routers: {summary.rates_in_bps_avg / 1e6:,.3f} Mbit/s",
+            file=out,
+        )
     print("  rows in ClickHouse (all runs):", file=out)
     for table, n in summary.table_rows.items():
         print(f"    {table:20} {n:,}", file=out)

@@ -132,6 +132,9 @@ class SimulatorConfig:
     out_bps: int = 40_000_000
     speed_bps: int = 1_000_000_000
     counter_bits: int = 64
+    # Also run this many gNMI simulators (real gRPC gNMI targets) and stream them with the gNMI
+    # collector, so `ossbss up` exercises the same path as a real router; 0 turns them off.
+    gnmi_devices: int = 2
 
     def validate(self) -> None:
         for name in ("devices", "interfaces"):
@@ -139,6 +142,8 @@ class SimulatorConfig:
                 raise ConfigError(f"simulator.{name}", "must be >= 1")
         if self.interval_s <= 0:
             raise ConfigError("simulator.interval_s", "must be > 0")
+        if self.gnmi_devices < 0:
+            raise ConfigError("simulator.gnmi_devices", "must be >= 0")
         if self.counter_bits not in (32, 64):
             raise ConfigError("simulator.counter_bits", "must be 32 or 64")
 

@@ -50,6 +50,7 @@ class GeneratorCounts:
     samples: int = 0
     usage: int = 0
     usage_bad: int = 0
+    gnmi_samples: int = 0
 
 
 @dataclass
@@ -82,6 +83,7 @@ class LocalPipeline:
         self.sink_thread: threading.Thread | None = None
         self.endpoint: SqlEndpoint | None = None
         self.metrics: PipelineMetrics | None = None
+        self._gnmi_thread: threading.Thread | None = None
         self.counts = GeneratorCounts()
         self._stop_generators = threading.Event()
         self._generator_error: BaseException | None = None
@@ -161,6 +163,73 @@ class LocalPipeline:
         thread = threading.Thread(target=self._generate, name="generators", daemon=True)
         thread.start()
         self._generator_thread = thread
+        if self.config.simulator.gnmi_devices:
+            self._start_gnmi()
+
+    def _start_gnmi(self) -> None:
+        """gNMI simulators (real gRPC targets) streamed by the real gNMI collector into Kafka."""
+        import asyncio
+
+        from collectors.base import PublisherSink, build_collector, parse_collectors, run_collectors
+        from collectors.gnmi_sim import GnmiSimThread, GnmiSimulator, SimDevice
+
+        sim = self.config.simulator
+        self.gnmi_sims = [
+            GnmiSimThread(GnmiSimulator(SimDevice(interfaces=sim.interfaces, pattern="constant", seed=i))).start()
+            for i in range(sim.gnmi_devices)
+        ]
+        section = [
+            {
+                "type": "gnmi",
+                "name": "gnmi-sim",
+                "mode": "stream",
+                "subscriptions": [
+                    {
+                        "path": "/interfaces/interface/state/counters",
+                        "mode": "sample",
+                        "sample_interval_s": sim.interval_s,
+                    },
+                    {"path": "/interfaces/interface/state/oper-status", "mode": "on_change"},
+                    {"path": "/interfaces/interface/state/ifindex", "mode": "on_change"},
+                ],
+                "targets": [
+                    {"address": t.address, "name": f"gnmi-sim-{i:04d}", "insecure": True}
+                    for i, t in enumerate(self.gnmi_sims)
+                ],
+            }
+        ]
+        publisher = RecordPublisher(self.bootstrap, partitioner="murmur2_random", **_extra(self.client_config))
+        self.gnmi_sink = PublisherSink(publisher)
+        self.gnmi_collectors = [
+            build_collector(c, self.gnmi_sink, config_key="simulator.gnmi", kafka=self.client_config)
+            for c in parse_collectors(section)
+        ]
+        loop = asyncio.new_event_loop()
+        self._gnmi_loop = loop
+        self._gnmi_stop = asyncio.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(run_collectors(self.gnmi_collectors, self._gnmi_stop))
+
+        self._gnmi_thread = threading.Thread(target=run, name="gnmi-collector", daemon=True)
+        self._gnmi_thread.start()
+
+    @property
+    def gnmi_records(self) -> int:
+        return sum(c.stats.records for c in getattr(self, "gnmi_collectors", []))
+
+    def _stop_gnmi(self) -> None:
+        thread = getattr(self, "_gnmi_thread", None)
+        if thread is None:
+            return
+        self._gnmi_loop.call_soon_threadsafe(self._gnmi_stop.set)
+        thread.join(timeout=30)
+        self.gnmi_sink.flush()
+        self.counts.gnmi_samples = self.gnmi_records
+        for target in self.gnmi_sims:
+            target.stop()
+        self._gnmi_thread = None
 
     def _generate(self) -> None:
         try:
@@ -222,12 +291,14 @@ class LocalPipeline:
         assert self.sink is not None
         rows = self.sink.stats.rows
         return (
-            f"[{elapsed:5.0f}s] {phase:8} samples {self.counts.samples:,}  usage {self.counts.usage:,}  "
+            f"[{elapsed:5.0f}s] {phase:8} samples {self.counts.samples + self.gnmi_records:,}  "
+            f"usage {self.counts.usage:,}  "
             f"| rated {rows.get('rated_usage', 0):,}  rates {rows.get('interface_rates_1m', 0):,}  "
             f"dead letters {rows.get('dead_letters', 0):,}  rows in ClickHouse {sum(rows.values()):,}"
         )
 
     def stop_generators(self) -> None:
+        self._stop_gnmi()
         self._stop_generators.set()
         thread = getattr(self, "_generator_thread", None)
         if thread is not None:
@@ -312,7 +383,9 @@ class LocalPipeline:
             "AS kind, count() AS n FROM dead_letters FINAL GROUP BY stage, kind ORDER BY n DESC LIMIT 10"
         ).rows
         summary.dead_letters_by_reason = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-        avg = self.warehouse.query("SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL").rows
+        avg = self.warehouse.query(
+            "SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL WHERE startsWith(device, 'sim-router-')"
+        ).rows
         summary.rates_in_bps_avg = float(avg[0][0]) if avg and avg[0][0] is not None else None
         return summary
 

@@ -33,7 +33,7 @@ def crashed_run(tmp_path_factory: pytest.TempPathFactory):
         warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
         streams=dataclasses.replace(base.streams, idle_close_s=2.0, allowed_lateness_s=30.0, batch_within_s=0.2),
         sink=dataclasses.replace(base.sink, flush_interval_s=0.5),
-        simulator=dataclasses.replace(base.simulator, devices=4, interfaces=3, interval_s=1.0),
+        simulator=dataclasses.replace(base.simulator, devices=4, interfaces=3, interval_s=1.0, gnmi_devices=0),
         usage=dataclasses.replace(base.usage, records_per_s=200, bad_every=0),
     )
     pipeline = LocalPipeline(config, None)
