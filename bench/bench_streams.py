@@ -25,7 +25,7 @@ from confluent_kafka import Consumer
 
 from bench import BenchResult, benchmark
 from collectors.publish import RecordPublisher
-from collectors.simulate import DeviceSimulator, UsageGenerator
+from collectors.simulate import DeviceSimulator
 from models.codec import RecordCodec, codec_for
 from models.records import Record, TelemetrySample, UsageRecord
 from models.topics import INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
@@ -181,10 +181,23 @@ def pipeline_rates(quick: bool) -> BenchResult:
 
 
 def _produce_usage(bootstrap: str, count: int, topic: str) -> int:
-    generator = UsageGenerator(accounts=10_000, bad_every=0, seed=11, run_id=f"bench-{topic}")
+    """Usage of 10,000 accounts, published as a collector does (batched per partition, 1000 at a time)."""
+    now = int(time.time() * 1000)
     publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
-    for item in generator.generate(count, int(time.time() * 1000)):
-        publisher.produce_raw(topic, item.value, item.key)
+    for first in range(0, count, 1000):
+        batch = [
+            UsageRecord(
+                id=f"bench-{topic}-{n}",
+                account=f"ACC-{n * 7919 % 10_000:05d}",
+                service="data",
+                start_ms=now - 60_000,
+                end_ms=now,
+                bytes_up=n * 1009 % 50_000_000,
+                bytes_down=n * 7127 % 500_000_000,
+            )
+            for n in range(first, min(first + 1000, count))
+        ]
+        publisher.publish(topic, batch, key=lambda r: r.account)  # type: ignore[attr-defined]
     publisher.flush()
     return count
 

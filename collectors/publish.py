@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from models.codec import encode, encode_many
@@ -54,6 +55,7 @@ class RecordPublisher:
     def __init__(self, bootstrap_servers: str, **overrides: Any) -> None:
         self._producer = Producer(producer_config(bootstrap_servers, **overrides))
         self._lock = threading.Lock()
+        self._partition_counts: dict[str, int] = {}
         self.delivered = 0
         self.failed = 0
         self._last_error = ""
@@ -80,19 +82,43 @@ class RecordPublisher:
         return count
 
     def _publish_grouped(self, topic: str, records: Iterable[Record], key: Callable[[Record], str]) -> int:
+        """One message per partition per call (at most MAX_GROUP records): every record in it has a key
+        that Kafka's partitioner sends to that partition, so keyed state stays co-partitioned."""
+        partitions = self._partitions(topic)
+        groups: dict[int, tuple[bytes, list[Record]]] = {}
         count = 0
-        group: list[Record] = []
-        group_key = ""
         for record in records:
-            k = key(record)
-            if group and (k != group_key or len(group) >= MAX_GROUP):
-                self.produce_raw(topic, encode_many(group), group_key.encode())
-                group = []
-            group_key = k
-            group.append(record)
+            k = key(record).encode()
+            partition = (murmur2(k) & 0x7FFFFFFF) % partitions
+            group = groups.get(partition)
+            if group is None:
+                group = groups[partition] = (k, [])
+            group[1].append(record)
             count += 1
-        if group:
-            self.produce_raw(topic, encode_many(group), group_key.encode())
+            if len(group[1]) >= MAX_GROUP:
+                self._produce_group(topic, partition, *groups.pop(partition))
+        for partition, (k, members) in groups.items():
+            self._produce_group(topic, partition, k, members)
+        return count
+
+    def _produce_group(self, topic: str, partition: int, key: bytes, members: list[Record]) -> None:
+        value = encode_many(members)
+        while True:
+            try:
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise PublishError(len(members), str(exc)) from None
+
+    def _partitions(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            meta = self._producer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise PublishError(0, f"topic {topic} is unknown to the broker: {meta.error if meta else 'missing'}")
+            count = self._partition_counts[topic] = len(meta.partitions)
         return count
 
     def produce_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:

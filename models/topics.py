@@ -27,7 +27,10 @@ INTERFACE_RATES_1M = Topic(
     "per-interface rates over 1-minute windows, one array per device emission",
     batched=True,
 )
-USAGE_RECORDS = Topic("usage.records", "account", "usage records as ingested (CDR/IPDR/accounting)")
+USAGE_RECORDS = Topic(
+    "usage.records", "account", "usage records as ingested (CDR/IPDR/accounting), batched per partition",
+    batched=True,
+)
 USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
 ALERTS = Topic("assurance.alerts", "fingerprint", "alert state changes (firing, resolved)")
 DEAD_LETTERS = Topic("ossbss.deadletter", "topic", "records a stage could not accept, with the reason")

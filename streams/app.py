@@ -306,37 +306,58 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     async def rate_usage_agent(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
         async for events in stream.take_events(config.streams.batch_size, within=config.streams.batch_within_s):
             records: list[UsageRecord] = []
-            origins = []
+            # Where each record came from: (message, position in a batched message or -1).
+            origins: list[tuple[Any, int]] = []
             now_ms = int(time.time() * 1000)
             for event in events:
                 msg = event.message
                 try:
-                    record = usage_codec.decode(msg.value)
-                    if record.start_ms > now_ms + future_ms:
-                        raise ValueError(
-                            f"start_ms {record.start_ms} is in the future (more than "
-                            f"{future_ms // 1000}s ahead of this worker's clock)"
-                        )
-                    if record.start_ms < now_ms - max_usage_age_ms:
-                        raise ValueError(
-                            f"start_ms {record.start_ms} is older than the accepted "
-                            f"{config.streams.max_usage_age_days:g} days"
-                        )
-                    records.append(record)
-                    origins.append(msg)
+                    received, bad_elements = usage_codec.decode_message(msg.value)
                 except ValueError as exc:
                     dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", str(exc))
+                    continue
+                for failure in bad_elements:
+                    dead_letter(
+                        failure.payload,
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        "rating",
+                        failure.reason,
+                        element=failure.element,
+                    )
+                batched = msg.value[:1] == b"["
+                for position, record in enumerate(received):
+                    element = position if batched else -1
+                    reason = usage_time_problem(record, now_ms)
+                    if reason:
+                        payload = encode(record) if batched else msg.value
+                        dead_letter(payload, msg.topic, msg.partition, msg.offset, "rating", reason, element=element)
+                        continue
+                    records.append(record)
+                    origins.append((msg, element))
             if not records:
                 continue
             result = rate_usage(records, catalog, rated_at_ms=now_ms, state=rating_state[0])
             for index, reason in result.failures:
-                msg = origins[index]
-                dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", reason)
+                msg, element = origins[index]
+                payload = encode(records[index]) if element >= 0 else msg.value
+                dead_letter(payload, msg.topic, msg.partition, msg.offset, "rating", reason, element=element)
             for rated in result.rated:
                 outputs.send(USAGE_RATED.name, rated.account.encode(), encode(rated))
             await outputs.flush()
             save_allowances()
             stats.add("usage.rated", len(result.rated))
+
+    def usage_time_problem(record: UsageRecord, now_ms: int) -> str:
+        if record.start_ms > now_ms + future_ms:
+            return (
+                f"start_ms {record.start_ms} is in the future (more than {future_ms // 1000}s ahead of this "
+                "worker's clock)"
+            )
+        if record.start_ms < now_ms - max_usage_age_ms:
+            return f"start_ms {record.start_ms} is older than the accepted {config.streams.max_usage_age_days:g} days"
+        return ""
 
     @app.timer(10.0)
     async def log_stats() -> None:
