@@ -83,28 +83,44 @@ def _vector(sample: TelemetrySample) -> list[Any]:
 
 
 def interval_point(prev: list[Any], cur: list[Any], speed_bps: int | None) -> tuple[list[float] | None, bool]:
-    """Rate point for the interval prev -> cur, or None when the counters reset in between."""
-    dt_s = (cur[TS] - prev[TS]) / 1000.0
-    if dt_s <= 0:
+    """Rate point for the interval prev -> cur, or None when the counters reset in between.
+
+    Written for the hot path: the usual interval (every counter grew) costs a few subtractions; only a
+    counter that went down takes the slow path through :func:`counter_delta`.
+    """
+    dt_ms = cur[TS] - prev[TS]
+    if dt_ms <= 0:
         return None, False
     if cur[UPTIME] >= 0 and prev[UPTIME] >= 0 and cur[UPTIME] < prev[UPTIME]:
         return None, False  # sysUpTime went back: the agent restarted and its counters began again
+    dt_s = dt_ms / 1000.0
     bits = cur[BITS]
     wrapped = False
-    deltas: list[float] = [dt_s]
-    for col in (IN_OCT, OUT_OCT):
-        d, w = counter_delta(prev[col], cur[col], bits)
-        if prev[col] is not None and cur[col] is not None and d is None:
-            return None, False
-        wrapped |= w
-        octets = d or 0
-        if speed_bps and octets * 8 / dt_s > speed_bps * PLAUSIBLE_SPEED_FACTOR:
+    point: list[float] = [dt_s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    limit = speed_bps * PLAUSIBLE_SPEED_FACTOR * dt_s / 8 if speed_bps else None
+    for slot, col in ((1, IN_OCT), (2, OUT_OCT)):
+        p, c = prev[col], cur[col]
+        if p is None or c is None:
+            continue
+        d = c - p
+        if d < 0:
+            d, w = counter_delta(p, c, bits)
+            if d is None:
+                return None, False
+            wrapped |= w
+        if limit is not None and d > limit:
             return None, False  # faster than the line can carry: a reset that looked like a wrap
-        deltas.append(octets * 8.0)
-    for col in (IN_ERR, OUT_ERR, IN_DISC, OUT_DISC):
-        d, w = counter_delta(prev[col], cur[col], bits)
-        deltas.append(float(d or 0))
-    return deltas, wrapped
+        point[slot] = d * 8.0
+    for slot, col in ((3, IN_ERR), (4, OUT_ERR), (5, IN_DISC), (6, OUT_DISC)):
+        p, c = prev[col], cur[col]
+        if p is None or c is None:
+            continue
+        d = c - p
+        if d < 0:
+            # IF-MIB errors and discards are Counter32 even where the octet counters are 64-bit.
+            d, _ = counter_delta(p, c, 32 if p < COUNTER32 else bits)
+        point[slot] = float(d or 0)
+    return point, wrapped
 
 
 def apply_samples(
