@@ -194,7 +194,7 @@ def test_errors_are_summed_per_window():
 def test_error_counters_wrap_as_counter32_even_with_64bit_octets():
     # IF-MIB ifInErrors is a Counter32 while ifHCInOctets is a Counter64: the sample says 64 bits.
     a = sample(T0, 1000, in_err=2**32 - 5)
-    b = sample(T0 + 10_000, 126_001_000, in_err=7)
+    b = sample(T0 + 10_000, 125_001_000, in_err=7)
     state: dict = {}
     apply_samples(state, [a, b], watermark_ms=0, allowed_lateness_ms=0)
     [rate] = emit_windows("r1", state, watermark_ms=T0 + 10 * WINDOW_MS, allowed_lateness_ms=0)
