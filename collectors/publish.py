@@ -56,6 +56,8 @@ class RecordPublisher:
         self._producer = Producer(producer_config(bootstrap_servers, **overrides))
         self._lock = threading.Lock()
         self._partition_counts: dict[str, int] = {}
+        # murmur2 is pure Python: remember each key's partition (devices and accounts recur).
+        self._partition_cache: dict[int, dict[bytes, int]] = {}  # by partition count, then key
         self.delivered = 0
         self.failed = 0
         self._last_error = ""
@@ -87,9 +89,14 @@ class RecordPublisher:
         partitions = self._partitions(topic)
         groups: dict[int, tuple[bytes, list[Record]]] = {}
         count = 0
+        cache = self._partition_cache.setdefault(partitions, {})
         for record in records:
             k = key(record).encode()
-            partition = (murmur2(k) & 0x7FFFFFFF) % partitions
+            partition = cache.get(k)
+            if partition is None:
+                if len(cache) > 200_000:
+                    cache.clear()  # bounded: keys are devices or accounts, and both sets are finite
+                partition = cache[k] = (murmur2(k) & 0x7FFFFFFF) % partitions
             group = groups.get(partition)
             if group is None:
                 group = groups[partition] = (k, [])
