@@ -28,7 +28,9 @@ INTERFACE_RATES_1M = Topic(
     batched=True,
 )
 USAGE_RECORDS = Topic(
-    "usage.records", "account", "usage records as ingested (CDR/IPDR/accounting), batched per partition",
+    "usage.records",
+    "account",
+    "usage records as ingested (CDR/IPDR/accounting), batched per partition",
     batched=True,
 )
 USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
