@@ -144,6 +144,12 @@ class InterfaceRate(Record, frozen=True, kw_only=True):
     in_discards: NonNegInt = 0
     out_discards: NonNegInt = 0
     speed_bps: NonNegInt | None = None
+    # Unicast + non-unicast packets per second, time-weighted over the window.
+    in_pps_avg: float = 0.0
+    out_pps_avg: float = 0.0
+    # How often ifOperStatus changed between consecutive samples of the window, and its last value.
+    oper_status_changes: NonNegInt = 0
+    oper_status: Annotated[int, msgspec.Meta(ge=1, le=7)] | None = None
     revision: NonNegInt = 1
 
     @staticmethod

@@ -36,7 +36,10 @@ WRAP64_FLOOR = 2**63
 PLAUSIBLE_SPEED_FACTOR = 1.5
 
 # Sample vector layout in state.
-TS, UPTIME, IN_OCT, OUT_OCT, IN_ERR, OUT_ERR, IN_DISC, OUT_DISC, BITS = range(9)
+TS, UPTIME, IN_OCT, OUT_OCT, IN_ERR, OUT_ERR, IN_DISC, OUT_DISC, BITS, IN_PKTS, OUT_PKTS, OPER = range(12)
+# Point layout: [dt_s, in_bits, out_bits, in_err, out_err, in_disc, out_disc, in_pkts, out_pkts,
+#                oper_changed (0/1), oper_status (0: unknown)]
+P_IN_PKTS, P_OUT_PKTS, P_OPER_CHANGED, P_OPER = 7, 8, 9, 10
 
 
 @dataclass
@@ -79,7 +82,22 @@ def _vector(sample: TelemetrySample) -> list[Any]:
         sample.in_discards,
         sample.out_discards,
         sample.counter_bits,
+        _packets(sample.in_ucast_pkts, sample.in_nucast_pkts),
+        _packets(sample.out_ucast_pkts, sample.out_nucast_pkts),
+        sample.oper_status or 0,
     ]
+
+
+def _packets(unicast: int | None, non_unicast: int | None) -> int | None:
+    """Unicast plus non-unicast packets (None when the agent reports no unicast counter)."""
+    if unicast is None:
+        return None
+    return unicast + (non_unicast or 0)
+
+
+def _col(vector: list[Any], col: int) -> Any:
+    # State written by an older build has shorter vectors: a missing column is an absent counter.
+    return vector[col] if len(vector) > col else None
 
 
 def interval_point(prev: list[Any], cur: list[Any], speed_bps: int | None) -> tuple[list[float] | None, bool]:
@@ -96,7 +114,7 @@ def interval_point(prev: list[Any], cur: list[Any], speed_bps: int | None) -> tu
     dt_s = dt_ms / 1000.0
     bits = cur[BITS]
     wrapped = False
-    point: list[float] = [dt_s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    point: list[float] = [dt_s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     limit = speed_bps * PLAUSIBLE_SPEED_FACTOR * dt_s / 8 if speed_bps else None
     for slot, col in ((1, IN_OCT), (2, OUT_OCT)):
         p, c = prev[col], cur[col]
@@ -120,6 +138,17 @@ def interval_point(prev: list[Any], cur: list[Any], speed_bps: int | None) -> tu
             # IF-MIB errors and discards are Counter32 even where the octet counters are 64-bit.
             d, _ = counter_delta(p, c, 32 if p < COUNTER32 else bits)
         point[slot] = float(d or 0)
+    for slot, col in ((P_IN_PKTS, IN_PKTS), (P_OUT_PKTS, OUT_PKTS)):
+        p, c = _col(prev, col), _col(cur, col)
+        if p is None or c is None:
+            continue
+        d = c - p
+        if d < 0:
+            d, _ = counter_delta(p, c, bits)
+        point[slot] = float(d or 0)
+    p_oper, c_oper = _col(prev, OPER) or 0, _col(cur, OPER) or 0
+    point[P_OPER] = float(c_oper)
+    point[P_OPER_CHANGED] = 1.0 if p_oper and c_oper and p_oper != c_oper else 0.0
     return point, wrapped
 
 
@@ -203,8 +232,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 def aggregate_window(device: str, if_index: int, iface: dict[str, Any], wstart: int, revision: int) -> InterfaceRate:
     """Summarise a window's points: time-weighted averages, max and p95 of the per-interval rates."""
-    points = list(iface["w"][str(wstart)]["p"].values())
+    by_ts = iface["w"][str(wstart)]["p"]
+    points = list(by_ts.values())
     total_s = sum(p[0] for p in points)
+    # Points from state written by an older build are shorter: pad them as "not reported".
+    points = [p if len(p) > P_OPER else [*p, *[0.0] * (P_OPER + 1 - len(p))] for p in points]
+    newest = by_ts[max(by_ts, key=int)]
+    last_oper = int(newest[P_OPER]) if len(newest) > P_OPER else 0
     in_rates = [p[1] / p[0] for p in points]
     out_rates = [p[2] / p[0] for p in points]
     in_avg = sum(p[1] for p in points) / total_s
@@ -230,6 +264,10 @@ def aggregate_window(device: str, if_index: int, iface: dict[str, Any], wstart: 
         in_discards=int(sum(p[5] for p in points)),
         out_discards=int(sum(p[6] for p in points)),
         speed_bps=speed,
+        in_pps_avg=sum(p[P_IN_PKTS] for p in points) / total_s,
+        out_pps_avg=sum(p[P_OUT_PKTS] for p in points) / total_s,
+        oper_status_changes=int(sum(p[P_OPER_CHANGED] for p in points)),
+        oper_status=last_oper or None,
         revision=revision,
     )
 

@@ -157,6 +157,10 @@ _SPECS: dict[str, list[tuple[str, str, Kind]]] = {
         ("out_util_pct_avg", "out_util_pct_avg", "list"),
         *[(name, name, "uint64") for name in ("in_errors", "out_errors", "in_discards", "out_discards")],
         ("speed_bps", "speed_bps", "list"),
+        ("in_pps_avg", "in_pps_avg", "float64"),
+        ("out_pps_avg", "out_pps_avg", "float64"),
+        ("oper_status_changes", "oper_status_changes", "uint32"),
+        ("oper_status", "oper_status", "list"),
         ("revision", "revision", "uint32"),
     ],
     "usage_records": [

@@ -181,12 +181,16 @@ def test_amounts_equal_the_reference_to_the_last_decimal(finished_run):
 def test_interface_rates_match_the_simulator_within_one_percent(finished_run):
     pipeline, _, _ = finished_run
     rows = pipeline.warehouse.query(
-        "SELECT device, if_index, window_start, in_bps_avg, out_bps_avg, samples FROM interface_rates_1m FINAL "
+        "SELECT device, if_index, window_start, in_bps_avg, out_bps_avg, samples, in_pps_avg, oper_status "
+        "FROM interface_rates_1m FINAL "
         "WHERE startsWith(device, 'sim-router-')"
     ).rows
     assert len(rows) >= 12  # 3 devices x 4 interfaces, at least one window each
-    for device, if_index, _, in_bps, out_bps, samples in rows:
+    for device, if_index, _, in_bps, out_bps, samples, in_pps, oper_status in rows:
         assert samples >= 1
+        # The simulator counts one unicast packet per 1000 octets.
+        assert in_pps == pytest.approx(100_000_000 / 8 / 1000, rel=0.01), (device, if_index)
+        assert oper_status == 1
         assert in_bps == pytest.approx(100_000_000, rel=0.01), (device, if_index)
         assert out_bps == pytest.approx(40_000_000, rel=0.01), (device, if_index)
 

@@ -200,3 +200,41 @@ def test_error_counters_wrap_as_counter32_even_with_64bit_octets():
     [rate] = emit_windows("r1", state, watermark_ms=T0 + 10 * WINDOW_MS, allowed_lateness_ms=0)
     assert rate.in_errors == 12
     assert rate.in_bps_avg == pytest.approx(100_000_000)
+
+
+def test_packet_rates_and_oper_status_changes():
+    def with_pkts(ts, octets, ucast, nucast, oper):
+        base = sample(ts, octets)
+        replaced = ("in_ucast_pkts", "in_nucast_pkts", "oper_status")
+        return TelemetrySample(
+            **{f: getattr(base, f) for f in base.__struct_fields__ if f not in replaced},
+            in_ucast_pkts=ucast,
+            in_nucast_pkts=nucast,
+            oper_status=oper,
+        )
+
+    samples = [
+        with_pkts(T0, 0, 0, 0, 1),
+        with_pkts(T0 + 10_000, 1000, 9_000, 1_000, 1),  # 1000 pps
+        with_pkts(T0 + 20_000, 2000, 18_000, 2_000, 2),  # went down
+        with_pkts(T0 + 30_000, 3000, 27_000, 3_000, 1),  # and up again
+    ]
+    state: dict = {}
+    apply_samples(state, samples, watermark_ms=0, allowed_lateness_ms=0)
+    [rate] = emit_windows("r1", state, watermark_ms=T0 + 10 * WINDOW_MS, allowed_lateness_ms=0)
+    assert rate.in_pps_avg == pytest.approx(1000.0)
+    assert rate.out_pps_avg == 0.0  # not reported by this agent
+    assert rate.oper_status_changes == 2 and rate.oper_status == 1
+
+
+def test_state_from_an_older_build_still_works():
+    # Vectors and points written before packet counters existed are shorter: they must not break.
+    state: dict = {}
+    apply_samples(state, steady(100_000_000, T0, 3), watermark_ms=0, allowed_lateness_ms=60_000)
+    iface = state["1"]
+    iface["s"] = [row[:9] for row in iface["s"]]
+    for window in iface["w"].values():
+        window["p"] = {ts: p[:7] for ts, p in window["p"].items()}
+    apply_samples(state, steady(100_000_000, T0, 6)[3:], watermark_ms=T0 + 20_000, allowed_lateness_ms=60_000)
+    [rate] = emit_windows("r1", state, watermark_ms=T0 + 10 * WINDOW_MS, allowed_lateness_ms=0)
+    assert rate.samples == 5 and rate.in_bps_avg == pytest.approx(100_000_000)
