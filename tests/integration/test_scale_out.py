@@ -1,0 +1,104 @@
+"""Scale-out on the real broker and engine: two stream workers in one consumer group share the
+partitions, and every sample is still counted exactly once in interface_rates_1m."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from ossbss.config import Config
+from ossbss.localstack.kafka import KafkaBroker
+from ossbss.pipeline import LocalPipeline
+from streams.rates import window_start
+
+pytestmark = pytest.mark.integration
+
+
+def group_members(bootstrap: str, group: str) -> list[set[tuple[str, int]]]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return [{(tp.topic, tp.partition) for tp in member.assignment.topic_partitions} for member in description.members]
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory: pytest.TempPathFactory):
+    root: Path = tmp_path_factory.mktemp("scaleout")
+    broker = KafkaBroker(root / "kafka").start()
+    base = Config()
+    config = dataclasses.replace(
+        base,
+        var_dir=str(root / "var"),
+        kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers, partitions=4),
+        warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
+        streams=dataclasses.replace(base.streams, idle_close_s=2.0, allowed_lateness_s=30.0, batch_within_s=0.2),
+        sink=dataclasses.replace(base.sink, flush_interval_s=0.5, metrics_port=0),
+        simulator=dataclasses.replace(base.simulator, devices=8, interfaces=3, interval_s=1.0, gnmi_devices=0),
+        usage=dataclasses.replace(base.usage, records_per_s=100, bad_every=0),
+    )
+    pipeline = LocalPipeline(config, None)
+    pipeline.start()
+    second = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "--bootstrap",
+            broker.bootstrap_servers,
+            "--config",
+            str(config.var_path / "effective-config.yaml"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pipeline.start_generators()
+        members: list[set[tuple[str, int]]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(members) < 2:
+            time.sleep(2)
+            members = [m for m in group_members(broker.bootstrap_servers, config.streams.app_id) if m]
+        time.sleep(15)
+        pipeline.stop_generators()
+        drained = pipeline.drain(timeout=180)
+        summary = pipeline.summarise(0, drained)
+        yield pipeline, summary, drained, members
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+        pipeline.stop()
+        broker.stop()
+
+
+def test_both_workers_own_partitions(two_worker_run):
+    _, _, drained, members = two_worker_run
+    assert drained
+    assert len(members) == 2
+    samples_partitions = [{p for t, p in m if t == "telemetry.samples"} for m in members]
+    assert all(samples_partitions) and not (samples_partitions[0] & samples_partitions[1])
+    assert samples_partitions[0] | samples_partitions[1] == {0, 1, 2, 3}
+
+
+def test_every_interval_counted_once_across_workers(two_worker_run):
+    pipeline, summary, _, _ = two_worker_run
+    wh = pipeline.warehouse
+    stamps = wh.query(
+        "SELECT device, if_index, groupArray(toUnixTimestamp64Milli(ts)) FROM "
+        "(SELECT DISTINCT device, if_index, ts FROM telemetry_samples) GROUP BY device, if_index"
+    ).rows
+    assert len(stamps) == 8 * 3
+    expected: Counter = Counter()
+    for device, if_index, ts_list in stamps:
+        for ts in sorted(ts_list)[1:]:
+            expected[(device, int(if_index), window_start(int(ts)))] += 1
+    rows = wh.query(
+        "SELECT device, if_index, toUnixTimestamp64Milli(window_start), samples FROM interface_rates_1m FINAL"
+    ).rows
+    assert {(r[0], int(r[1]), int(r[2])): int(r[3]) for r in rows} == dict(expected)
+    assert summary.usage_rated == summary.generated.usage
