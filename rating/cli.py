@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.records import UsageRecord
+from models.records import RatedUsage, UsageRecord
 from rating.catalog import load_catalog
 from rating.engine import rate_usage
 from rating.errors import CatalogError
@@ -46,7 +46,9 @@ and the previous rating); every row is rated again with --catalog from a fresh a
 the accounts whose totals move are listed. Rows that changed are written to --output with
 rating_version + 1 (the warehouse keeps the highest version per id). --period YYYY-MM keeps the
 rows starting in that UTC month; rerate whole months, so allowances are reallocated correctly.
-Without --input, rerating needs the warehouse, which is not available offline.
+Without --input, --rerate --period YYYY-MM reads the month's usage and rated rows from the warehouse
+(through the running pipeline's endpoint, or the embedded engine directly), prints the differences
+per account and, without --dry-run, publishes the new versions to Kafka usage.rated for the sink.
 """
 
 
@@ -67,6 +69,9 @@ def register(subparsers: Any) -> None:
         "--engine", choices=("auto", "kernel", "reference"), default="auto", help="force one implementation"
     )
     parser.add_argument("--rated-at", type=int, help="rated_at_ms to stamp (default: now)")
+    parser.add_argument(
+        "--warehouse", metavar="URL", help="with --rerate and no --input: the warehouse (default: warehouse.url)"
+    )
     parser.add_argument("--show", type=int, default=20, help="how many bad or refused lines to print (default 20)")
     parser.add_argument("--rerate", action="store_true", help="rerate a file written by `ossbss rate --output`")
     parser.add_argument("--period", help="with --rerate: only rows starting in this UTC month, YYYY-MM")
@@ -120,12 +125,7 @@ def run_rate(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _run_rerate(args: argparse.Namespace, out: TextIO) -> int:
     if not args.input:
-        print(
-            "ossbss rate --rerate: rerating a period from the warehouse is not available offline without a "
-            "warehouse; pass --input RATED.csv (a file written by `ossbss rate --output`).",
-            file=out,
-        )
-        return 2
+        return _rerate_from_warehouse(args, out)
     if not args.dry_run and not args.output:
         print("ossbss rate --rerate: give --output for the new rows, or --dry-run", file=out)
         return 2
@@ -152,6 +152,17 @@ def _run_rerate(args: argparse.Namespace, out: TextIO) -> int:
     rated_at = args.rated_at if args.rated_at is not None else int(time.time() * 1000)
     result = rerate(records, previous, catalog, rated_at_ms=rated_at, engine=args.engine)
     _print_problems(rated_file, [], args.show, out)
+    _print_rerate(args, records, result, out)
+    if args.dry_run:
+        print("dry run: nothing written", file=out)
+    else:
+        by_id = {record.id: record for record in records}
+        write_rated(args.output, [rated_row(by_id[row.id], row) for row in result.rows])
+        print(f"wrote {len(result.rows)} rerated rows to {args.output}", file=out)
+    return 0 if not result.refused and not rated_file.bad else 1
+
+
+def _print_rerate(args: argparse.Namespace, records: list[UsageRecord], result: Any, out: TextIO) -> None:
     print(f"records: {len(records)}{f' in {args.period}' if args.period else ''}", file=out)
     print(f"changed: {len(result.rows)}, unchanged: {result.unchanged}", file=out)
     print(f"refused by the new catalog: {len(result.refused)}", file=out)
@@ -165,13 +176,105 @@ def _run_rerate(args: argparse.Namespace, out: TextIO) -> int:
             f"{diff.changed_records} records",
             file=out,
         )
+
+
+def _rerate_from_warehouse(args: argparse.Namespace, out: TextIO) -> int:
+    """Rerate a month straight from the warehouse; new versions go to Kafka ``usage.rated``, where the
+    sink lands them and ``rated_usage`` keeps the highest ``rating_version`` per id."""
+    from ossbss.commands import _bootstrap_or_exit, _load
+    from warehouse.base import WarehouseError
+    from warehouse.endpoint import run_readonly_query
+
+    if not args.period:
+        print("ossbss rate --rerate: give --period YYYY-MM (or --input RATED.csv to rerate a file)", file=out)
+        return 2
+    try:
+        catalog = load_catalog(args.catalog)
+        start, end = _month_bounds(args.period)
+    except CatalogError as exc:
+        print(f"catalog error: {exc}", file=out)
+        return 2
+    except ValueError as exc:
+        print(f"--period: {exc}", file=out)
+        return 2
+    config = _load(args)
+    url = args.warehouse or config.warehouse.url
+    where = f"toUnixTimestamp64Milli(start) >= {start} AND toUnixTimestamp64Milli(start) < {end}"
+    try:
+        usage_rows = run_readonly_query(
+            url,
+            "SELECT id, account, service, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), bytes_up, "
+            f"bytes_down, duration_s, destination, event_type FROM usage_records FINAL WHERE {where}",
+        ).rows
+        rated_rows = run_readonly_query(
+            url,
+            "SELECT id, account, service, toUnixTimestamp64Milli(start), toUnixTimestamp64Milli(end), "
+            "toString(quantity), unit, toString(amount), currency, plan, plan_version, rating_version, "
+            f"toUnixTimestamp64Milli(rated_at), breakdown FROM rated_usage FINAL WHERE {where}",
+        ).rows
+    except WarehouseError as exc:
+        print(f"ossbss rate --rerate: cannot read the warehouse {url}: {exc}", file=out)
+        return 1
+    records = [
+        UsageRecord(
+            id=str(r[0]),
+            account=str(r[1]),
+            service=str(r[2]),
+            start_ms=int(r[3]),
+            end_ms=int(r[4]),
+            bytes_up=int(r[5]),
+            bytes_down=int(r[6]),
+            duration_s=None if r[7] is None else int(r[7]),
+            destination=str(r[8]),
+            event_type=str(r[9]),
+        )
+        for r in usage_rows
+    ]
+    previous = [
+        RatedUsage(
+            id=str(r[0]),
+            account=str(r[1]),
+            service=str(r[2]),
+            start_ms=int(r[3]),
+            end_ms=int(r[4]),
+            quantity=Decimal(r[5]),
+            unit=str(r[6]),
+            amount=Decimal(r[7]),
+            currency=str(r[8]),
+            plan=str(r[9]),
+            plan_version=int(r[10]),
+            rating_version=int(r[11]),
+            rated_at_ms=int(r[12]),
+            breakdown=str(r[13]),
+        )
+        for r in rated_rows
+    ]
+    rated_at = args.rated_at if args.rated_at is not None else int(time.time() * 1000)
+    result = rerate(records, previous, catalog, rated_at_ms=rated_at, engine=args.engine)
+    print(f"warehouse {url}: {len(previous)} rated of {len(records)} usage records", file=out)
+    _print_rerate(args, records, result, out)
+    was_rated = {row.id for row in previous}
+    newly_refused = [rid for rid, _ in result.refused if rid in was_rated]
+    if newly_refused:
+        print(
+            f"  {len(newly_refused)} of them were rated before: their old rows stay until you fix the catalog", file=out
+        )
     if args.dry_run:
         print("dry run: nothing written", file=out)
-    else:
-        by_id = {record.id: record for record in records}
-        write_rated(args.output, [rated_row(by_id[row.id], row) for row in result.rows])
-        print(f"wrote {len(result.rows)} rerated rows to {args.output}", file=out)
-    return 0 if not result.refused and not rated_file.bad else 1
+        return 0 if not newly_refused else 1
+    from collectors.publish import RecordPublisher
+    from models.topics import USAGE_RATED
+
+    bootstrap = _bootstrap_or_exit(config)
+    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    publisher.publish(USAGE_RATED.name, result.rows, key=lambda row: row.account)  # type: ignore[attr-defined]
+    publisher.flush()
+    print(
+        f"published {len(result.rows)} rerated rows to {USAGE_RATED.name} on {bootstrap}; the sink writes them to "
+        "rated_usage, where the highest rating_version of each id counts",
+        file=out,
+    )
+    return 0 if not newly_refused else 1
 
 
 def _print_problems(usage: UsageFile, refused: list[tuple[int, str, str]], show: int, out: TextIO) -> None:
