@@ -243,9 +243,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.component == "streams":
         import faust
 
-        from streams.app import create_app
+        from streams.app import create_app, tune_gc_for_streaming
 
-        faust.Worker(create_app(config, bootstrap), loglevel=args.loglevel, quiet=True).execute_from_commandline()
+        app = create_app(config, bootstrap)
+        tune_gc_for_streaming()
+        faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
         return 0
     from ossbss.kafkautil import ensure_topics
     from ossbss.pipeline import metrics_for

@@ -8,7 +8,7 @@ import sys
 import faust
 
 from ossbss.config import load_config
-from streams.app import create_app
+from streams.app import create_app, tune_gc_for_streaming
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     app = create_app(config, args.bootstrap)
+    tune_gc_for_streaming()
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
