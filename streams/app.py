@@ -17,6 +17,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -24,7 +25,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from collectors.publish import producer_config
-from models.codec import codec_for, dead_letter_for, encode, encode_many
+from models.codec import RecordCodec, codec_for, dead_letter_for, encode, encode_many
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
@@ -220,6 +221,27 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         outputs.send(DEAD_LETTERS.name, topic.encode(), encode(dl))
         stats.add(f"deadletter.{stage}")
 
+    def decode_events(events: list[Any], codec: RecordCodec, stage: str) -> Iterator[tuple[Any, list[Any]]]:
+        """(message, its records) for each event; whole messages or elements that fail are dead-lettered."""
+        for event in events:
+            msg = event.message
+            try:
+                records, bad_elements = codec.decode_message(msg.value)
+            except ValueError as exc:
+                dead_letter(msg.value, msg.topic, msg.partition, msg.offset, stage, str(exc))
+                continue
+            for failure in bad_elements:
+                dead_letter(
+                    failure.payload,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    stage,
+                    failure.reason,
+                    element=failure.element,
+                )
+            yield msg, records
+
     def publish_windows(device: str, state: dict[str, Any], watermark: int, flush_open: bool) -> int:
         windows = emit_windows(
             device, state, watermark_ms=watermark, allowed_lateness_ms=lateness_ms, flush_open=flush_open
@@ -235,23 +257,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             by_device: dict[str, list[TelemetrySample]] = defaultdict(list)
             origin: dict[str, tuple[int, int, int]] = {}
             horizon = int(time.time() * 1000) + future_ms
-            for event in events:
-                msg = event.message
-                try:
-                    samples, bad_elements = sample_codec.decode_message(msg.value)
-                except ValueError as exc:
-                    dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "interface_rates", str(exc))
-                    continue
-                for failure in bad_elements:
-                    dead_letter(
-                        failure.payload,
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        "interface_rates",
-                        failure.reason,
-                        element=failure.element,
-                    )
+            for msg, samples in decode_events(events, sample_codec, "interface_rates"):
                 for position, sample in enumerate(samples):
                     if sample.ts_ms > horizon:
                         dead_letter(
@@ -319,23 +325,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             # Where each record came from: (message, position in a batched message or -1).
             origins: list[tuple[Any, int]] = []
             now_ms = int(time.time() * 1000)
-            for event in events:
-                msg = event.message
-                try:
-                    received, bad_elements = usage_codec.decode_message(msg.value)
-                except ValueError as exc:
-                    dead_letter(msg.value, msg.topic, msg.partition, msg.offset, "rating", str(exc))
-                    continue
-                for failure in bad_elements:
-                    dead_letter(
-                        failure.payload,
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        "rating",
-                        failure.reason,
-                        element=failure.element,
-                    )
+            for msg, received in decode_events(events, usage_codec, "rating"):
                 batched = msg.value[:1] == b"["
                 for position, record in enumerate(received):
                     element = position if batched else -1
