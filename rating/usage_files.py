@@ -10,7 +10,6 @@ number and reason; it never stops the run.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from collections.abc import Iterator
@@ -19,22 +18,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
-import msgspec
-
+from collectors.usage import COLUMNS as USAGE_FILE_COLUMNS
+from collectors.usage import UsageLimits, usage_record
 from models.records import RatedUsage, UsageRecord
 
-USAGE_COLUMNS = (
-    "id",
-    "account",
-    "service",
-    "start",
-    "end",
-    "bytes_up",
-    "bytes_down",
-    "duration_s",
-    "destination",
-    "event_type",
-)
+USAGE_COLUMNS = USAGE_FILE_COLUMNS
 RATED_COLUMNS = (
     "id",
     "account",
@@ -77,59 +65,23 @@ class UsageFile:
     previous: list[RatedUsage | None] = field(default_factory=list)  # rated columns, when the file has them
 
 
-def parse_instant(value: Any, name: str) -> int:
-    """ISO-8601 or epoch milliseconds to epoch milliseconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if not text:
-        raise ValueError(f"{name}: missing")
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name}: not an ISO-8601 time or epoch ms: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
-
-
-def _integer(value: Any, name: str, default: int | None) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    if isinstance(value, bool | float):
-        raise ValueError(f"{name}: expected a whole number, not {value!r}")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"{name}: expected a whole number, not {value!r}") from None
+# Offline rating reads historical files, so no plausibility window on timestamps (the collector has one).
+_NO_TIME_WINDOW = UsageLimits(max_age_days=0, max_future_s=1e12)
 
 
 def record_from_fields(fields: dict[str, Any]) -> UsageRecord:
-    """One input row to a validated :class:`UsageRecord` (raises ``ValueError`` with the reason)."""
-    start = fields.get("start", fields.get("start_ms"))
-    end = fields.get("end", fields.get("end_ms"))
-    if start is None or (isinstance(start, str) and not start.strip()):
-        raise ValueError("start: missing")
-    start_ms = parse_instant(start, "start")
-    end_ms = parse_instant(end, "end") if end not in (None, "") else start_ms
-    document = {
-        "id": str(fields.get("id") or ""),
-        "account": str(fields.get("account") or ""),
-        "service": str(fields.get("service") or ""),
-        "start_ms": start_ms,
-        "end_ms": end_ms,
-        "bytes_up": _integer(fields.get("bytes_up"), "bytes_up", 0),
-        "bytes_down": _integer(fields.get("bytes_down"), "bytes_down", 0),
-        "duration_s": _integer(fields.get("duration_s"), "duration_s", None),
-        "destination": str(fields.get("destination") or ""),
-        "event_type": str(fields.get("event_type") or "data"),
-    }
-    try:
-        return msgspec.convert(document, UsageRecord)
-    except msgspec.ValidationError as exc:
-        raise ValueError(str(exc).replace("$.", "")) from None
+    """One input row to a validated :class:`UsageRecord` (raises ``ValueError`` with the reason).
+
+    The same row rules as the usage-file collector (``collectors.usage.usage_record``), plus what files
+    written by ``ossbss rate`` need: ``start_ms``/``end_ms`` columns, and ``end`` defaulting to ``start``.
+    """
+    row = dict(fields)
+    for column in ("start", "end"):
+        if row.get(column) in (None, ""):
+            row[column] = row.get(f"{column}_ms")
+    if row.get("end") in (None, ""):
+        row["end"] = row.get("start")
+    return usage_record(row, source="", limits=_NO_TIME_WINDOW)
 
 
 def _previous_from_fields(fields: dict[str, Any], record: UsageRecord) -> RatedUsage | None:
@@ -247,7 +199,6 @@ __all__ = [
     "USAGE_COLUMNS",
     "BadLine",
     "UsageFile",
-    "parse_instant",
     "rated_row",
     "read_usage",
     "record_from_fields",

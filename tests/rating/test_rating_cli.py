@@ -49,8 +49,8 @@ def test_rate_prints_summary_refusals_and_bad_lines(
     )
     printed = capsys.readouterr().out
     assert code == 1  # some lines were bad or refused
-    assert "bad line 6: start: not an ISO-8601 time or epoch ms: 'yesterday'" in printed
-    assert "bad line 7: end_ms is before start_ms" in printed
+    assert "bad line 6: start: not ISO-8601 or epoch milliseconds: 'yesterday'" in printed
+    assert "bad line 7: end is before start" in printed
     assert "refused line 5 (u4): no active subscription for account 'NOPE-9' at 2024-06-03T10:00:00Z" in printed
     assert "records: 7 lines, 5 usage records" in printed
     assert "rated: 4 in" in printed
