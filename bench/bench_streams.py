@@ -74,7 +74,7 @@ def _start_and_probe(pipeline: LocalPipeline, probe: Record, topic: str, table: 
     """Start the worker and the sink, and wait until a probe record reached ClickHouse."""
     pipeline._start_worker()
     pipeline._start_sink()
-    publisher = RecordPublisher(pipeline.bootstrap, partitioner="murmur2_random")
+    publisher = RecordPublisher(pipeline.bootstrap)
     publisher.publish(topic, [probe], key=lambda r: "probe")
     publisher.flush()
     warehouse = pipeline.warehouse
@@ -129,7 +129,7 @@ def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, to
     now = int(time.time() * 1000)
     start = now - now % 60_000 - 60_000 * ((polls * 10) // 60 + 1)
     sim = DeviceSimulator(devices, interfaces, 100_000_000, 40_000_000, 10**9, start)
-    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    publisher = RecordPublisher(bootstrap)
     stamps = [start + k * 10_000 for k in range(polls)]
     count = 0
     for ts in stamps:
@@ -183,7 +183,7 @@ def pipeline_rates(quick: bool) -> BenchResult:
 def _produce_usage(bootstrap: str, count: int, topic: str) -> int:
     """Usage of 10,000 accounts, published as a collector does (batched per partition, 1000 at a time)."""
     now = int(time.time() * 1000)
-    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    publisher = RecordPublisher(bootstrap)
     for first in range(0, count, 1000):
         batch = [
             UsageRecord(

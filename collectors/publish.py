@@ -7,7 +7,6 @@ and forgotten, so a collector never believes an undelivered record was sent.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,9 +31,15 @@ class PublishError(RuntimeError):
 
 
 def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
-    """Producer settings tuned for throughput with idempotence (no duplicates from producer retries)."""
+    """Producer settings tuned for throughput with idempotence (no duplicates from producer retries).
+
+    ``overrides`` may be a whole client config (``bootstrap.servers`` included, security settings).
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
+        # Kafka's own (Java, aiokafka) key -> partition mapping, which faust's changelog tables use too:
+        # a device's or an account's records then sit on the partition that holds its stream state.
+        "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
@@ -54,7 +59,6 @@ class RecordPublisher:
 
     def __init__(self, bootstrap_servers: str, **overrides: Any) -> None:
         self._producer = Producer(producer_config(bootstrap_servers, **overrides))
-        self._lock = threading.Lock()
         self._partition_counts: dict[str, int] = {}
         # murmur2 is pure Python: remember each key's partition (devices and accounts recur).
         self._partition_cache: dict[int, dict[bytes, int]] = {}  # by partition count, then key

@@ -257,7 +257,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from warehouse.sink import WarehouseSink
     from warehouse.urls import parse_warehouse_url
 
-    client = {**config.kafka.client_config(), "bootstrap.servers": bootstrap}
+    client = config.kafka.client_config(bootstrap)
     ensure_topics(client, config.kafka.partitions)
     wh = open_warehouse(config.warehouse.url)
     apply_migrations(wh, telemetry_ttl_days=config.warehouse.samples_ttl_days)
@@ -306,7 +306,7 @@ def run_collectors_worker(config: Any, bootstrap: str) -> int:
     from collectors.base import CollectorConfigError, PublisherSink, build_collector, parse_collectors, run_collectors
     from collectors.publish import RecordPublisher
 
-    client = {**config.kafka.client_config(), "bootstrap.servers": bootstrap}
+    client = config.kafka.client_config(bootstrap)
     try:
         configs = parse_collectors(config.extra.get("collectors"))
     except CollectorConfigError as exc:
@@ -315,8 +315,7 @@ def run_collectors_worker(config: Any, bootstrap: str) -> int:
     if not configs:
         print("ossbss: no `collectors:` in the configuration; see collectors/example.yaml", file=sys.stderr)
         return 2
-    extra = {k: v for k, v in client.items() if k != "bootstrap.servers"}
-    sink = PublisherSink(RecordPublisher(bootstrap, partitioner="murmur2_random", **extra))
+    sink = PublisherSink(RecordPublisher(bootstrap, **client))
     try:
         collectors = [
             build_collector(c, sink, config_key=f"collectors[{i}]", kafka=client) for i, c in enumerate(configs)

@@ -40,9 +40,12 @@ class KafkaConfig:
     def sasl_password(self) -> str:
         return os.environ.get("OSSBSS_KAFKA_PASSWORD", "")
 
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every producer and consumer (secrets included, never logged)."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+    def client_config(self, bootstrap_servers: str = "") -> dict[str, Any]:
+        """librdkafka settings shared by every producer and consumer (secrets included, never logged).
+
+        ``bootstrap_servers`` is the broker actually in use, when it was found at run time (a local one).
+        """
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers or self.bootstrap_servers}
         if self.security_protocol != "PLAINTEXT":
             conf["security.protocol"] = self.security_protocol
         if self.sasl_mechanism:

@@ -99,7 +99,7 @@ class LocalPipeline:
         self.var.mkdir(parents=True, exist_ok=True)
         (self.var / "log").mkdir(exist_ok=True)
         self._start_kafka()
-        self.client_config = {**self.config.kafka.client_config(), "bootstrap.servers": self.bootstrap}
+        self.client_config = self.config.kafka.client_config(self.bootstrap)
         ensure_topics(self.client_config, self.config.kafka.partitions)
         self._start_warehouse()
         self._start_worker()
@@ -198,7 +198,7 @@ class LocalPipeline:
                 ],
             }
         ]
-        publisher = RecordPublisher(self.bootstrap, partitioner="murmur2_random", **_extra(self.client_config))
+        publisher = RecordPublisher(self.bootstrap, **self.client_config)
         self.gnmi_sink = PublisherSink(publisher)
         self.gnmi_collectors = [
             build_collector(c, self.gnmi_sink, config_key="simulator.gnmi", kafka=self.client_config)
@@ -239,7 +239,7 @@ class LocalPipeline:
 
     def _generate_loop(self) -> None:
         sim_cfg, usage_cfg = self.config.simulator, self.config.usage
-        publisher = RecordPublisher(self.bootstrap, partitioner="murmur2_random", **_extra(self.client_config))
+        publisher = RecordPublisher(self.bootstrap, **self.client_config)
         now_ms = int(time.time() * 1000)
         interval_ms = int(sim_cfg.interval_s * 1000)
         sim = DeviceSimulator(
@@ -404,10 +404,6 @@ def metrics_for(sink: WarehouseSink, warehouse: Warehouse, client_config: dict, 
         port=config.sink.metrics_port,
         host=config.sink.metrics_host,
     )
-
-
-def _extra(client_config: dict) -> dict:
-    return {k: v for k, v in client_config.items() if k != "bootstrap.servers"}
 
 
 def _scalar(warehouse: Warehouse, sql: str) -> int:

@@ -266,7 +266,7 @@ def _rerate_from_warehouse(args: argparse.Namespace, out: TextIO) -> int:
     from models.topics import USAGE_RATED
 
     bootstrap = _bootstrap_or_exit(config)
-    publisher = RecordPublisher(bootstrap, partitioner="murmur2_random")
+    publisher = RecordPublisher(bootstrap, **config.kafka.client_config(bootstrap))
     publisher.publish(USAGE_RATED.name, result.rows, key=lambda row: row.account)  # type: ignore[attr-defined]
     publisher.flush()
     print(

@@ -39,10 +39,9 @@ log = logging.getLogger("ossbss.streams")
 class OutputProducer:
     """librdkafka producer for a stage's outputs; ``flush`` waits for delivery off the event loop."""
 
-    def __init__(self, bootstrap_servers: str, client_config: dict[str, Any]) -> None:
-        extra = {k: v for k, v in client_config.items() if k != "bootstrap.servers"}
+    def __init__(self, client_config: dict[str, Any]) -> None:
         self._producer = Producer(
-            producer_config(bootstrap_servers, partitioner="murmur2_random", **{"linger.ms": 5, **extra})
+            producer_config(client_config["bootstrap.servers"], **client_config, **{"linger.ms": 5})
         )
         self._failed = 0
         self._error = ""
@@ -210,7 +209,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     # Each batch ends by waiting for their delivery, before the batch's state is written and before
     # faust may ack and commit its input offsets: nothing is committed whose outputs are not on Kafka,
     # and no state says "emitted" for an output that was lost.
-    outputs = OutputProducer(bootstrap_servers, config.kafka.client_config())
+    outputs = OutputProducer(config.kafka.client_config(bootstrap_servers))
 
     def dead_letter(
         value: bytes | None, topic: str, partition: int, offset: int, stage: str, reason: str, element: int = -1
