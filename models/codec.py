@@ -7,6 +7,7 @@ A decode never raises for bad input: it returns the records it accepted and a
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -208,6 +209,4 @@ def dead_letter_for(
 
 
 def _digest(data: bytes) -> str:
-    import hashlib
-
     return hashlib.blake2b(data, digest_size=10).hexdigest()

@@ -40,27 +40,6 @@ def ensure_topics(client_config: dict[str, Any], partitions: int, names: Iterabl
                 raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
 
 
-def end_offsets(client_config: dict[str, Any], topics: Iterable[str]) -> dict[str, int]:
-    """Total number of records ever written to each topic (sum of high watermarks)."""
-    consumer = Consumer({**client_config, "group.id": "ossbss-offsets-probe", "enable.auto.commit": False})
-    try:
-        md = consumer.list_topics(timeout=10)
-        totals: dict[str, int] = {}
-        for topic in topics:
-            meta = md.topics.get(topic)
-            if meta is None or meta.error is not None:
-                totals[topic] = 0
-                continue
-            total = 0
-            for p in meta.partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                total += high
-            totals[topic] = total
-        return totals
-    finally:
-        consumer.close()
-
-
 def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Records not yet committed by ``group_id`` on each topic."""
     consumer = Consumer({**client_config, "group.id": group_id, "enable.auto.commit": False})

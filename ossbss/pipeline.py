@@ -10,7 +10,6 @@ produced record processed and in ClickHouse), then everything stops in reverse o
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import TextIO
 
 from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
-from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
+from models.topics import TELEMETRY_SAMPLES, USAGE_RECORDS
 from ossbss.config import Config, write_config
 from ossbss.kafkautil import committed_lag, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
@@ -31,14 +30,6 @@ from warehouse import open_warehouse
 from warehouse.base import Warehouse
 from warehouse.endpoint import SqlEndpoint
 from warehouse.sink import DEFAULT_ROUTES, WarehouseSink
-
-PROGRESS_TOPICS = (
-    TELEMETRY_SAMPLES.name,
-    USAGE_RECORDS.name,
-    INTERFACE_RATES_1M.name,
-    USAGE_RATED.name,
-    DEAD_LETTERS.name,
-)
 
 
 class PipelineError(RuntimeError):
@@ -409,7 +400,3 @@ def metrics_for(sink: WarehouseSink, warehouse: Warehouse, client_config: dict, 
 def _scalar(warehouse: Warehouse, sql: str) -> int:
     rows = warehouse.query(sql).rows
     return int(rows[0][0]) if rows else 0
-
-
-def environment_hint() -> str:
-    return f"python {sys.version.split()[0]}, pid {os.getpid()}"

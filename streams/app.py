@@ -363,5 +363,4 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         if stats.counts:
             log.info("streams: %s", dict(stats.counts))
 
-    app.ossbss_stats = stats  # type: ignore[attr-defined]
     return app

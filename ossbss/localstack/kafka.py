@@ -230,12 +230,6 @@ class KafkaBroker:
             self._proc.wait(timeout=10)
         self.pid_file.unlink(missing_ok=True)
 
-    def kill(self) -> None:
-        """SIGKILL the broker (for crash tests)."""
-        if self._proc:
-            self._proc.kill()
-            self._proc.wait()
-
 
 def _read_pid(path: Path) -> int | None:
     try:
