@@ -314,6 +314,16 @@ def _raise(key: str, reason: str) -> Any:
     raise CollectorConfigError(key, reason)
 
 
+def validate_targets(targets: Sequence[Any], key: str) -> None:
+    """Validate each target of a collector (``target.validate(key)``) and refuse a device name used twice."""
+    seen: set[str] = set()
+    for i, target in enumerate(targets):
+        target.validate(f"{key}.targets[{i}]")
+        if target.device in seen:
+            raise CollectorConfigError(f"{key}.targets[{i}].name", f"device name {target.device!r} used twice")
+        seen.add(target.device)
+
+
 def parse_collectors(section: Any, key: str = "collectors") -> list[CollectorConfig]:
     """Parse the YAML ``collectors:`` list (each item has a ``type``) once, at start."""
     if section is None:
@@ -378,4 +388,5 @@ __all__ = [
     "record_key",
     "register_collector",
     "run_collectors",
+    "validate_targets",
 ]

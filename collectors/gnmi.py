@@ -58,6 +58,7 @@ from collectors.base import (
     TargetTimeout,
     read_secret,
     register_collector,
+    validate_targets,
 )
 from collectors.gnmi_paths import PathError, PathT, decode_value, flatten, from_proto, parse_path, path_str, to_proto
 from models.codec import dead_letter_for
@@ -189,12 +190,7 @@ class GnmiConfig(CollectorConfig, frozen=True, kw_only=True):
                 raise CollectorConfigError(f"{key}.subscriptions[{i}].path", str(exc)) from None
             if sub.mode == "sample" and sub.sample_interval_s <= 0:
                 raise CollectorConfigError(f"{key}.subscriptions[{i}].sample_interval_s", "must be > 0")
-        seen: set[str] = set()
-        for i, target in enumerate(self.targets):
-            target.validate(f"{key}.targets[{i}]")
-            if target.device in seen:
-                raise CollectorConfigError(f"{key}.targets[{i}].name", f"device name {target.device!r} used twice")
-            seen.add(target.device)
+        validate_targets(self.targets, key)
 
 
 # --------------------------------------------------------------------------------------------- assembly

@@ -54,6 +54,7 @@ from collectors.base import (
     TargetProtocolError,
     read_secret,
     register_collector,
+    validate_targets,
 )
 from collectors.snmp_client import (
     TOO_BIG,
@@ -234,12 +235,7 @@ class SnmpConfig(CollectorConfig, frozen=True, kw_only=True):
                 oid_content(oid)
             except ValueError:
                 raise CollectorConfigError(f"{key}.extra_oids[{i}]", f"not a numeric OID: {oid!r}") from None
-        seen: set[str] = set()
-        for i, target in enumerate(self.targets):
-            target.validate(f"{key}.targets[{i}]")
-            if target.device in seen:
-                raise CollectorConfigError(f"{key}.targets[{i}].name", f"device name {target.device!r} used twice")
-            seen.add(target.device)
+        validate_targets(self.targets, key)
 
 
 # --------------------------------------------------------------------------------------------- walking
