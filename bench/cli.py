@@ -57,7 +57,8 @@ def run_bench(args: argparse.Namespace) -> int:
     for name, r in results.items():
         baseline = f"{r.baseline:,.0f}" if r.baseline is not None else "-"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
-        print(f"{name:24} {r.value:>14,.0f} {r.unit:14} {baseline:>14} {ratio:>8}")
+        value = f"{r.value:,.0f}" if abs(r.value) >= 100 else f"{r.value:.3g}"
+        print(f"{name:24} {value:>14} {r.unit:14} {baseline:>14} {ratio:>8}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({n: r.to_json() for n, r in results.items()}, fh, indent=2)

@@ -35,6 +35,10 @@ USAGE_RECORDS = Topic(
 )
 USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
 ALERTS = Topic("assurance.alerts", "fingerprint", "alert state changes (firing, resolved)")
+# Not in TOPICS: one partition, compacted, created by the assurance worker with a large message limit.
+ASSURANCE_CHECKPOINTS = Topic(
+    "assurance.checkpoints", "group/partition", "assurance state snapshots with the input offsets they reflect"
+)
 DEAD_LETTERS = Topic("ossbss.deadletter", "topic", "records a stage could not accept, with the reason")
 
 TOPICS: tuple[Topic, ...] = (
@@ -51,6 +55,7 @@ BATCHED_TOPICS: frozenset[str] = frozenset(t.name for t in TOPICS if t.batched)
 
 __all__ = [
     "ALERTS",
+    "ASSURANCE_CHECKPOINTS",
     "BATCHED_TOPICS",
     "DEAD_LETTERS",
     "FAULT_EVENTS",

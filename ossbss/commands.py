@@ -79,10 +79,12 @@ def register(subparsers: Any) -> None:
     )
     worker.add_argument(
         "component",
-        choices=["collectors", "streams", "sink"],
+        choices=["collectors", "streams", "sink", "assurance"],
         help="collectors: the SNMP, trap, gNMI and usage-file collectors of the config's `collectors:` section; "
         "streams: the faust-streaming worker (rates, windows, rating); "
-        "sink: Kafka -> ClickHouse batched, idempotent writer",
+        "sink: Kafka -> ClickHouse batched, idempotent writer; "
+        "assurance: anomaly detection, fault prediction and alerts, with the notifier that sends them "
+        "(webhooks, Alertmanager, tickets) as configured in the `assurance:` section",
     )
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(func=run_worker)
@@ -240,6 +242,10 @@ def run_worker(args: argparse.Namespace) -> int:
     bootstrap = _bootstrap_or_exit(config)
     if args.component == "collectors":
         return run_collectors_worker(config, bootstrap)
+    if args.component == "assurance":
+        from assurance.service import run_assurance_worker
+
+        return run_assurance_worker(config, bootstrap)
     if args.component == "streams":
         import faust
 

@@ -204,7 +204,8 @@ def _key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_section(cls: type, data: Any, prefix: str) -> Any:
+    """A frozen dataclass from a YAML mapping; rooms use it for their own sections (``assurance:``)."""
     if not isinstance(data, dict):
         raise ConfigError(prefix or "config", f"must be a mapping, not {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -220,7 +221,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, key)
+        return build_section(hint, value or {}, key)
     if isinstance(hint, types.GenericAlias) or hint is Any:
         return value
     if hint is bool:
@@ -245,7 +246,7 @@ def parse_config(doc: dict[str, Any] | None) -> Config:
     """Build and validate a :class:`Config` from a parsed YAML mapping."""
     doc = dict(doc or {})
     extra = {name: doc.pop(name) for name in ROOM_SECTIONS if name in doc}
-    config: Config = _build(Config, doc, "")
+    config: Config = build_section(Config, doc, "")
     return dataclasses.replace(config, extra=extra).validate()
 
 

@@ -40,6 +40,28 @@ def ensure_topics(client_config: dict[str, Any], partitions: int, names: Iterabl
                 raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
 
 
+def ensure_compacted_topic(client_config: dict[str, Any], name: str, max_message_bytes: int) -> None:
+    """Create a one-partition compacted topic for state snapshots (the newest value per key is kept)."""
+    admin = AdminClient(client_config)
+    try:
+        if name in admin.list_topics(timeout=10).topics:
+            return
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {client_config.get('bootstrap.servers')}: {exc}") from None
+    topic = NewTopic(
+        name,
+        num_partitions=1,
+        replication_factor=1,
+        config={"cleanup.policy": "compact", "max.message.bytes": str(max_message_bytes)},
+    )
+    for future in admin.create_topics([topic], operation_timeout=30).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
+
+
 def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Records not yet committed by ``group_id`` on each topic."""
     consumer = Consumer({**client_config, "group.id": group_id, "enable.auto.commit": False})

@@ -69,12 +69,12 @@ class LocalPipeline:
         self.broker: KafkaBroker | None = None
         self.bootstrap = config.kafka.bootstrap_servers
         self.worker: subprocess.Popen[bytes] | None = None
+        self.assurance: subprocess.Popen[bytes] | None = None
         self.warehouse: Warehouse | None = None
         self.sink: WarehouseSink | None = None
         self.sink_thread: threading.Thread | None = None
         self.endpoint: SqlEndpoint | None = None
         self.metrics: PipelineMetrics | None = None
-        self._gnmi_thread: threading.Thread | None = None
         self.counts = GeneratorCounts()
         self._stop_generators = threading.Event()
         self._generator_error: BaseException | None = None
@@ -94,6 +94,7 @@ class LocalPipeline:
         ensure_topics(self.client_config, self.config.kafka.partitions)
         self._start_warehouse()
         self._start_worker()
+        self._start_assurance()
         self._start_sink()
 
     def _start_kafka(self) -> None:
@@ -141,6 +142,19 @@ class LocalPipeline:
             self.worker = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         self.worker_log = log_path
 
+    def _start_assurance(self) -> None:
+        from assurance.config import assurance_config
+
+        if not assurance_config(self.config.extra).enabled:
+            return
+        effective = self.var / "effective-config.yaml"
+        cmd = [sys.executable, "-m", "ossbss.cli", "--config", str(effective), "worker", "assurance"]
+        log_path = self.var / "log" / "assurance.log"
+        self.say(f"starting the assurance worker (anomalies, fault prediction, alerts), log in {log_path}")
+        with open(log_path, "ab") as log_file:
+            self.assurance = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        self.assurance_log = log_path
+
     def _start_sink(self) -> None:
         assert self.warehouse is not None
         self.sink = WarehouseSink(self.client_config, self.warehouse, self.config.sink, DEFAULT_ROUTES)
@@ -159,68 +173,29 @@ class LocalPipeline:
 
     def _start_gnmi(self) -> None:
         """gNMI simulators (real gRPC targets) streamed by the real gNMI collector into Kafka."""
-        import asyncio
-
-        from collectors.base import PublisherSink, build_collector, parse_collectors, run_collectors
-        from collectors.gnmi_sim import GnmiSimThread, GnmiSimulator, SimDevice
+        from collectors.fleet import GnmiFleet
 
         sim = self.config.simulator
-        self.gnmi_sims = [
-            GnmiSimThread(GnmiSimulator(SimDevice(interfaces=sim.interfaces, pattern="constant", seed=i))).start()
-            for i in range(sim.gnmi_devices)
-        ]
-        section = [
-            {
-                "type": "gnmi",
-                "name": "gnmi-sim",
-                "mode": "stream",
-                "subscriptions": [
-                    {
-                        "path": "/interfaces/interface/state/counters",
-                        "mode": "sample",
-                        "sample_interval_s": sim.interval_s,
-                    },
-                    {"path": "/interfaces/interface/state/oper-status", "mode": "on_change"},
-                    {"path": "/interfaces/interface/state/ifindex", "mode": "on_change"},
-                ],
-                "targets": [
-                    {"address": t.address, "name": f"gnmi-sim-{i:04d}", "insecure": True}
-                    for i, t in enumerate(self.gnmi_sims)
-                ],
-            }
-        ]
-        publisher = RecordPublisher(self.bootstrap, **self.client_config)
-        self.gnmi_sink = PublisherSink(publisher)
-        self.gnmi_collectors = [
-            build_collector(c, self.gnmi_sink, config_key="simulator.gnmi", kafka=self.client_config)
-            for c in parse_collectors(section)
-        ]
-        loop = asyncio.new_event_loop()
-        self._gnmi_loop = loop
-        self._gnmi_stop = asyncio.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(run_collectors(self.gnmi_collectors, self._gnmi_stop))
-
-        self._gnmi_thread = threading.Thread(target=run, name="gnmi-collector", daemon=True)
-        self._gnmi_thread.start()
+        self.gnmi_fleet = GnmiFleet(
+            self.bootstrap,
+            self.client_config,
+            devices=sim.gnmi_devices,
+            interfaces=sim.interfaces,
+            interval_s=sim.interval_s,
+        ).start()
 
     @property
     def gnmi_records(self) -> int:
-        return sum(c.stats.records for c in getattr(self, "gnmi_collectors", []))
+        fleet = getattr(self, "gnmi_fleet", None)
+        return fleet.records if fleet is not None else 0
 
     def _stop_gnmi(self) -> None:
-        thread = getattr(self, "_gnmi_thread", None)
-        if thread is None:
+        fleet = getattr(self, "gnmi_fleet", None)
+        if fleet is None:
             return
-        self._gnmi_loop.call_soon_threadsafe(self._gnmi_stop.set)
-        thread.join(timeout=30)
-        self.gnmi_sink.flush()
-        self.counts.gnmi_samples = self.gnmi_records
-        for target in self.gnmi_sims:
-            target.stop()
-        self._gnmi_thread = None
+        fleet.stop()
+        self.counts.gnmi_samples = fleet.records
+        self.gnmi_fleet = None
 
     def _generate(self) -> None:
         try:
@@ -273,6 +248,10 @@ class LocalPipeline:
     def check_alive(self) -> None:
         if self.worker is not None and self.worker.poll() is not None:
             raise PipelineError(f"the stream worker exited with code {self.worker.returncode}; see {self.worker_log}")
+        if self.assurance is not None and self.assurance.poll() is not None:
+            raise PipelineError(
+                f"the assurance worker exited with code {self.assurance.returncode}; see {self.assurance_log}"
+            )
         if self.sink_thread is not None and not self.sink_thread.is_alive():
             raise PipelineError("the warehouse sink stopped unexpectedly; see the messages above")
         if self._generator_error is not None:
@@ -330,13 +309,17 @@ class LocalPipeline:
         return False
 
     def stop(self, keep_kafka: bool = False) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
+        for process in (self.worker, self.assurance):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (self.worker, self.assurance):
+            if process is None:
+                continue
             try:
-                self.worker.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+                process.kill()
+                process.wait()
         if self.metrics is not None:
             self.metrics.stop()
         if self.sink is not None:

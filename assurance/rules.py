@@ -1,0 +1,229 @@
+"""What the assurance worker does with one partition's inputs: detectors and rules to alert signals.
+
+Per 1-minute window of an interface (``InterfaceRate``), each rule below reports its condition to
+the :class:`~assurance.lifecycle.AlertEngine` as a :class:`~assurance.lifecycle.Signal`, firing or
+clear, at the window's end (event time). The engine owns timing, dedup, flapping and correlation.
+
+==========================  ===========================================================  ===========
+alert                       fires while                                                  severity
+==========================  ===========================================================  ===========
+``InterfaceDown``           a linkDown trap or gNMI oper-status DOWN (fault events)      critical
+``InterfaceAnomaly``        any metric of the window scores >= the anomaly threshold      minor/major
+``HighUtilisation``         in or out utilisation >= ``utilisation_alert_pct``           major
+``InterfaceFailurePredicted`` the fault model predicts failure within its horizon        major
+``CapacitySaturation``      the interface is forecast to saturate within N days          warning
+==========================  ===========================================================  ===========
+
+Signal ids are derived from the window (device, interface, start, revision), so a replay after a
+restart is ignored by the engine. One instance per input partition; :meth:`snapshot` and
+:meth:`restore` carry all of it (detectors, predictor, forecaster, engine).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from assurance.anomaly import AnomalyConfig, AnomalyFinding, InterfaceAnomalies
+from assurance.capacity import CapacityForecaster
+from assurance.config import AssuranceConfig
+from assurance.lifecycle import DEFAULT_RULES, AlertEngine, AlertRule, EngineConfig, Signal
+from assurance.predict import FaultModel, RiskTracker
+from models.records import Alert, FaultEvent, InterfaceRate
+
+WINDOW_MS = 60_000
+
+ANOMALY = "InterfaceAnomaly"
+HIGH_UTILISATION = "HighUtilisation"
+FAILURE_PREDICTED = "InterfaceFailurePredicted"
+CAPACITY = "CapacitySaturation"
+
+_model_lock = threading.Lock()
+_shared_model: FaultModel | None = None
+
+
+def shared_fault_model(path: Path | None = None) -> FaultModel:
+    """The fault model, loaded from ``path`` (or trained from the built-in scenarios and cached there)
+    once per process; the first caller's path wins."""
+    global _shared_model
+    with _model_lock:
+        if _shared_model is None:
+            _shared_model = FaultModel.default(path)
+        return _shared_model
+
+
+def engine_config(config: AssuranceConfig) -> EngineConfig:
+    """Alert timing from the ``assurance:`` section (event-time milliseconds)."""
+    link = AlertRule(resolve_after_ms=int(config.link_resolve_after_s * 1000))
+    rules: dict[str, AlertRule] = {
+        **DEFAULT_RULES,
+        "InterfaceDown": link,
+        "DeviceDown": link,
+        ANOMALY: AlertRule(resolve_after_ms=int(config.anomaly_resolve_after_s * 1000)),
+        HIGH_UTILISATION: AlertRule(resolve_after_ms=int(config.anomaly_resolve_after_s * 1000)),
+        # A prediction is re-stated while the risk lasts; it lapses one horizon after the last one.
+        FAILURE_PREDICTED: AlertRule(auto_resolve_ms=int(config.prediction_hold_s * 1000), flap_detection=False),
+        CAPACITY: AlertRule(resolve_after_ms=3_600_000, flap_detection=False),
+    }
+    return EngineConfig(
+        rules=rules,
+        flap_threshold=config.flap_threshold,
+        flap_window_ms=int(config.flap_window_s * 1000),
+        flap_stable_ms=int(config.flap_stable_s * 1000),
+        forget_after_ms=max(3_600_000, int(config.flap_window_s * 1000)),
+    ).validate()
+
+
+def _describe(findings: Sequence[AnomalyFinding]) -> str:
+    top = sorted(findings, key=lambda f: f.score, reverse=True)[:3]
+    return "; ".join(f"{f.metric} {f.value:.4g} (expected {f.expected:.4g}, score {f.score:.2f})" for f in top)
+
+
+class PartitionAssurance:
+    def __init__(
+        self,
+        config: AssuranceConfig,
+        *,
+        partition: int = 0,
+        anomalies: InterfaceAnomalies | None = None,
+        risk: RiskTracker | None = None,
+        capacity: CapacityForecaster | None = None,
+        engine: AlertEngine | None = None,
+    ) -> None:
+        self.config = config
+        self.partition = partition
+        threshold = config.anomaly_threshold or AnomalyConfig().threshold
+        self.anomalies = anomalies or InterfaceAnomalies(AnomalyConfig(threshold=threshold))
+        self.risk = risk if risk is not None else (RiskTracker(shared_fault_model()) if config.predict_faults else None)
+        self.capacity = capacity or CapacityForecaster()
+        self.engine = engine or AlertEngine(engine_config(config))
+
+    # -- inputs --------------------------------------------------------------------------------------
+
+    def process(self, rates: Sequence[InterfaceRate], faults: Sequence[FaultEvent], now_ms: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        for event in sorted(faults, key=lambda e: e.ts_ms):
+            alerts += self.engine.fault(event)
+        windows = [r for r in rates if r.samples > 0]
+        if windows:
+            for signal in self._signals(windows, faults):
+                alerts += self.engine.signal(signal)
+        alerts += self.engine.tick(now_ms)
+        return alerts
+
+    def tick(self, now_ms: int) -> list[Alert]:
+        return self.engine.tick(now_ms)
+
+    def _signals(self, windows: Sequence[InterfaceRate], faults: Sequence[FaultEvent]) -> list[Signal]:
+        findings: dict[tuple[str, int, int], list[AnomalyFinding]] = defaultdict(list)
+        for finding in self.anomalies.observe(windows):
+            findings[(finding.device, finding.if_index, finding.window_start_ms)].append(finding)
+        predicted = {}
+        if self.risk is not None:
+            for p in self.risk.observe(windows, faults):
+                predicted[(p.device, p.if_index)] = p
+        saturating = {(c.device, c.if_index): c for c in self.capacity.observe(windows)}
+        limit_s = self.config.capacity_alert_days * 86_400
+        signals: list[Signal] = []
+        for w in sorted(windows, key=lambda r: r.window_start_ms):
+            end = w.window_start_ms + WINDOW_MS
+            base = f"{w.device}/{w.if_index}/{w.window_start_ms}/{w.revision}"
+            where = f"{w.device} {w.if_name or w.if_index}"
+            found = findings.get((w.device, w.if_index, w.window_start_ms), [])
+            top = max((f.score for f in found), default=0.0)
+            signals.append(
+                Signal(
+                    name=ANOMALY,
+                    device=w.device,
+                    if_index=w.if_index,
+                    ts_ms=end,
+                    firing=bool(found),
+                    severity="major" if top >= 0.95 else "minor",
+                    summary=f"{where}: unusual {_describe(found)}" if found else "",
+                    value=top,
+                    id=f"anomaly/{base}",
+                )
+            )
+            util = max(w.in_util_pct_avg or 0.0, w.out_util_pct_avg or 0.0)
+            signals.append(
+                Signal(
+                    name=HIGH_UTILISATION,
+                    device=w.device,
+                    if_index=w.if_index,
+                    ts_ms=end,
+                    firing=util >= self.config.utilisation_alert_pct,
+                    severity="major",
+                    summary=f"{where}: utilisation {util:.1f} % >= {self.config.utilisation_alert_pct:g} %",
+                    value=util,
+                    id=f"util/{base}",
+                )
+            )
+            prediction = predicted.get((w.device, w.if_index))
+            if prediction is not None and prediction.window_start_ms == w.window_start_ms:
+                reasons = ", ".join(prediction.reasons)
+                signals.append(
+                    Signal(
+                        name=FAILURE_PREDICTED,
+                        device=w.device,
+                        if_index=w.if_index,
+                        ts_ms=end,
+                        firing=True,
+                        severity="major",
+                        summary=f"{where}: failure likely within {prediction.horizon_s / 60:.0f} min "
+                        f"(p={prediction.probability:.2f}; {reasons})",
+                        value=prediction.probability,
+                        id=f"predict/{base}",
+                    )
+                )
+            forecast = saturating.get((w.device, w.if_index))
+            if forecast is not None:
+                seconds = forecast.seconds_to_saturation
+                soon = seconds is not None and seconds <= limit_s
+                signals.append(
+                    Signal(
+                        name=CAPACITY,
+                        device=w.device,
+                        if_index=w.if_index,
+                        ts_ms=end,
+                        firing=soon,
+                        severity="warning",
+                        summary=f"{where}: forecast to saturate in {seconds / 86_400:.1f} days" if soon else "",
+                        value=seconds if seconds is not None else None,
+                        id=f"capacity/{base}",
+                    )
+                )
+        return signals
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        state: dict[str, Any] = {
+            "v": 1,
+            "anomalies": self.anomalies.snapshot(),
+            "engine": self.engine.snapshot(),
+            "capacity": self.capacity.snapshot(),
+            "risk": self.risk.snapshot() if self.risk is not None else None,
+        }
+        return msgspec.msgpack.encode(state)
+
+    @classmethod
+    def restore(cls, config: AssuranceConfig, data: bytes, *, partition: int = 0) -> PartitionAssurance:
+        state = msgspec.msgpack.decode(data)
+        threshold = config.anomaly_threshold or AnomalyConfig().threshold
+        anomalies = InterfaceAnomalies.restore(state["anomalies"], replace(AnomalyConfig(), threshold=threshold))
+        engine = AlertEngine(engine_config(config))
+        engine.restore(state["engine"])
+        risk = None
+        if config.predict_faults:
+            risk = RiskTracker(shared_fault_model())
+            if state.get("risk"):
+                risk.restore(state["risk"])
+        capacity = CapacityForecaster()
+        capacity.restore(state["capacity"])
+        return cls(config, partition=partition, anomalies=anomalies, risk=risk, capacity=capacity, engine=engine)

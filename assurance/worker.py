@@ -1,0 +1,322 @@
+"""The assurance worker: 1-minute rates and fault events in, alert state changes out.
+
+``telemetry.rates.1m`` and ``telemetry.faults`` are both keyed by device with the same partition count,
+so partition ``p`` of each holds the same devices. The worker keeps one :class:`PartitionAssurance`
+per assigned partition number (detectors, fault predictor, capacity forecaster, alert engine) and
+produces what the alert engine emits to ``assurance.alerts``, keyed by fingerprint.
+
+Order of work (each step says what it guarantees):
+
+1. decode a batch; what cannot be decoded goes to the dead-letter topic with its reason;
+2. feed the partition's state in offset order, collecting the alert state changes it emits;
+3. produce those alerts and dead letters and wait for delivery (the latency budget from sample to
+   alert is spent here: nothing waits for a batch to fill);
+4. every ``checkpoint_interval_s`` (and when partitions are revoked, and on shutdown) write each
+   partition's state *together with the offsets it reflects* to the compacted topic
+   ``assurance.checkpoints``, then commit those offsets to the group.
+
+A worker that starts on a partition reads its checkpoint and seeks to the offsets stored with it, so
+detectors resume with what they had learnt and alert ids continue their sequence. After a crash the
+inputs after the checkpoint are processed again by the same deterministic state: the alerts they
+produce carry the same ids, and every consumer of ``assurance.alerts`` is idempotent on the id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from assurance.config import AssuranceConfig
+from assurance.rules import PartitionAssurance
+from models.codec import codec_for, dead_letter_for, encode
+from models.records import Alert, DeadLetter, FaultEvent, InterfaceRate
+from models.topics import ALERTS, ASSURANCE_CHECKPOINTS, DEAD_LETTERS, FAULT_EVENTS, INTERFACE_RATES_1M
+from ossbss.kafkautil import ensure_compacted_topic
+
+log = logging.getLogger("ossbss.assurance")
+
+STAGE = "assurance"
+CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024
+INPUTS = (INTERFACE_RATES_1M.name, FAULT_EVENTS.name)
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """One partition's state and the next input offset of each topic it reflects."""
+
+    group: str
+    partition: int
+    offsets: dict[str, int]
+    state: bytes
+    written_ms: int
+
+
+_checkpoint_encoder = msgspec.msgpack.Encoder()
+_checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+@dataclass
+class WorkerStats:
+    rates: int = 0
+    faults: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    checkpoints: int = 0
+    restored: int = 0
+    # Seconds from an input's event time to the moment its alert was on the broker.
+    alert_latency_s: list[float] = field(default_factory=list)
+
+
+class AssuranceWorker:
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        config: AssuranceConfig,
+        *,
+        state_factory: Callable[[int], PartitionAssurance] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_alerts: Callable[[list[Alert]], None] | None = None,
+        on_restored: Callable[[PartitionAssurance], None] | None = None,
+    ) -> None:
+        self.client_config = client_config
+        self.config = config
+        self.clock = clock
+        self.state_factory = state_factory or (lambda p: PartitionAssurance(config, partition=p))
+        self.stats = WorkerStats()
+        # Called with each batch of alerts once they are on the broker (the outputs' dispatcher), and
+        # with each partition state restored from a checkpoint (outputs learn what is already open).
+        self.on_alerts = on_alerts
+        self.on_restored = on_restored
+        self.partitions: dict[int, PartitionAssurance] = {}
+        # The next offset to read per (topic, partition): what a checkpoint records.
+        self.positions: dict[tuple[str, int], int] = {}
+        self._rates = codec_for(InterfaceRate)
+        self._faults = codec_for(FaultEvent)
+        self._stop = threading.Event()
+        self._last_checkpoint = time.monotonic()
+        self.consumer = Consumer(
+            {
+                **client_config,
+                "group.id": config.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # Both inputs are partitioned by device: partition p of each must land on one worker.
+                "partition.assignment.strategy": "range",
+                "fetch.wait.max.ms": 50,
+                "max.poll.interval.ms": 600_000,
+            }
+        )
+        self.producer = Producer(
+            {
+                **client_config,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "message.max.bytes": CHECKPOINT_MAX_BYTES,
+                "compression.type": "zstd",
+            }
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        ensure_compacted_topic(self.client_config, ASSURANCE_CHECKPOINTS.name, max_message_bytes=CHECKPOINT_MAX_BYTES)
+        self.consumer.subscribe(list(INPUTS), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            try:
+                self.checkpoint(list(self.partitions))
+            finally:
+                self.consumer.close()
+                self.producer.flush(30)
+
+    def step(self, timeout: float = 0.2) -> int:
+        """One poll: process what arrived, tick the alert timers, checkpoint when due; returns messages."""
+        messages = [m for m in self.consumer.consume(2000, timeout=timeout) if self._usable(m)]
+        alerts: list[Alert] = []
+        dead: list[DeadLetter] = []
+        by_partition: dict[int, tuple[list[InterfaceRate], list[FaultEvent]]] = {}
+        for msg in messages:
+            topic, partition = msg.topic() or "", msg.partition() or 0
+            rates, faults = by_partition.setdefault(partition, ([], []))
+            if topic == INTERFACE_RATES_1M.name:
+                self._decode_rates(msg, rates, dead)
+            else:
+                self._decode_fault(msg, faults, dead)
+            self.positions[(topic, partition)] = msg.offset() + 1
+        now_ms = int(self.clock() * 1000)
+        for partition, (rates, faults) in by_partition.items():
+            state = self.partitions.get(partition)
+            if state is None:  # a message of a partition revoked meanwhile: its new owner processes it
+                continue
+            self.stats.rates += len(rates)
+            self.stats.faults += len(faults)
+            alerts.extend(state.process(rates, faults, now_ms))
+        for state in self.partitions.values():
+            alerts.extend(state.tick(now_ms))
+        self._publish(alerts, dead, now_ms)
+        if time.monotonic() - self._last_checkpoint >= self.config.checkpoint_interval_s:
+            self.checkpoint(list(self.partitions))
+        return len(messages)
+
+    # -- decoding ------------------------------------------------------------------------------------
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("assurance: consume error %s", err)
+        return False
+
+    def _decode_rates(self, msg: Message, out: list[InterfaceRate], dead: list[DeadLetter]) -> None:
+        try:
+            records, failures = self._rates.decode_message(msg.value())
+        except ValueError as exc:
+            dead.append(self._dead(msg, str(exc), msg.value()))
+            return
+        out.extend(records)
+        for failure in failures:
+            dead.append(self._dead(msg, failure.reason, failure.payload, failure.element))
+
+    def _decode_fault(self, msg: Message, out: list[FaultEvent], dead: list[DeadLetter]) -> None:
+        try:
+            out.append(self._faults.decode(msg.value()))
+        except ValueError as exc:
+            dead.append(self._dead(msg, str(exc), msg.value()))
+
+    def _dead(self, msg: Message, reason: str, payload: bytes | None, element: int = -1) -> DeadLetter:
+        return dead_letter_for(
+            payload,
+            topic=msg.topic() or "",
+            stage=STAGE,
+            reason=reason,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            element=element,
+        )
+
+    # -- output ----------------------------------------------------------------------------------------
+
+    def publish_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+        """Dead letters from elsewhere in the worker (an output that gave up); thread-safe."""
+        for letter in dead:
+            self.producer.produce(DEAD_LETTERS.name, encode(letter), letter.topic.encode())
+        self.producer.poll(0)
+
+    def _publish(self, alerts: Sequence[Alert], dead: Sequence[DeadLetter], now_ms: int) -> None:
+        if not alerts and not dead:
+            return
+        for alert in alerts:
+            self.producer.produce(ALERTS.name, encode(alert), alert.fingerprint.encode())
+        for letter in dead:
+            self.producer.produce(DEAD_LETTERS.name, encode(letter), letter.topic.encode())
+        remaining = self.producer.flush(60)
+        if remaining:
+            # Not acknowledged: stop before anything is checkpointed, so a restart processes them again.
+            raise RuntimeError(f"assurance: {remaining} alert(s) or dead letter(s) not delivered to Kafka")
+        done_ms = int(self.clock() * 1000)
+        for alert in alerts:
+            if alert.status == "firing" and alert.updated_ms:
+                self.stats.alert_latency_s.append(max(0.0, (done_ms - alert.updated_ms) / 1000))
+        del self.stats.alert_latency_s[:-10_000]
+        self.stats.alerts += len(alerts)
+        self.stats.dead_letters += len(dead)
+        if alerts and self.on_alerts is not None:
+            self.on_alerts(list(alerts))
+        if alerts:
+            log.info("assurance: %d alert change(s), last %s %s", len(alerts), alerts[-1].name, alerts[-1].status)
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+
+    def checkpoint(self, partitions: Sequence[int]) -> None:
+        """Write each partition's state with its offsets, wait for it, then commit those offsets."""
+        self._last_checkpoint = time.monotonic()
+        commits: list[TopicPartition] = []
+        now_ms = int(self.clock() * 1000)
+        for partition in partitions:
+            state = self.partitions.get(partition)
+            if state is None:
+                continue
+            offsets = {t: self.positions[(t, partition)] for t in INPUTS if (t, partition) in self.positions}
+            point = Checkpoint(self.config.group_id, partition, offsets, state.snapshot(), now_ms)
+            self.producer.produce(ASSURANCE_CHECKPOINTS.name, _checkpoint_encoder.encode(point), self._key(partition))
+            commits += [TopicPartition(t, partition, o) for t, o in offsets.items()]
+        if self.producer.flush(60):
+            raise RuntimeError("assurance: a checkpoint was not delivered to Kafka; offsets not committed")
+        self.stats.checkpoints += 1
+        if commits:
+            try:
+                self.consumer.commit(offsets=commits, asynchronous=False)
+            except Exception as exc:  # the checkpoint holds the offsets; the group commit only feeds lag metrics
+                log.warning("assurance: offset commit failed (%s); the checkpoint has them", exc)
+
+    def _key(self, partition: int) -> bytes:
+        return f"{self.config.group_id}/{partition}".encode()
+
+    def _load_checkpoints(self, partitions: set[int]) -> dict[int, Checkpoint]:
+        """The newest checkpoint of each partition in ``partitions`` (the topic is read to its end)."""
+        reader = Consumer(
+            {**self.client_config, "group.id": f"{self.config.group_id}-restore", "enable.auto.commit": False}
+        )
+        found: dict[int, Checkpoint] = {}
+        try:
+            tp = TopicPartition(ASSURANCE_CHECKPOINTS.name, 0)
+            low, high = reader.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                return found
+            reader.assign([TopicPartition(ASSURANCE_CHECKPOINTS.name, 0, OFFSET_BEGINNING)])
+            wanted = {self._key(p) for p in partitions}
+            position = low
+            while position < high:
+                for msg in reader.consume(1000, timeout=5):
+                    if msg.error():
+                        continue
+                    position = msg.offset() + 1
+                    if msg.key() in wanted and msg.value():
+                        point = _checkpoint_decoder.decode(msg.value())
+                        found[point.partition] = point
+        finally:
+            reader.close()
+        return found
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in assigned}
+        new = {p for p in numbers if p not in self.partitions}
+        points = self._load_checkpoints(new) if new else {}
+        for p in new:
+            point = points.get(p)
+            if point is not None:
+                self.partitions[p] = PartitionAssurance.restore(self.config, point.state, partition=p)
+                for topic, offset in point.offsets.items():
+                    self.positions[(topic, p)] = offset
+                self.stats.restored += 1
+                if self.on_restored is not None:
+                    self.on_restored(self.partitions[p])
+                log.info("assurance: partition %d resumed from a checkpoint of %d", p, point.written_ms)
+            else:
+                self.partitions[p] = self.state_factory(p)
+        for tp in assigned:
+            stored = self.positions.get((tp.topic, tp.partition))
+            if stored is not None:
+                tp.offset = stored
+        consumer.assign(assigned)
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in revoked})
+        self.checkpoint(numbers)
+        for p in numbers:
+            self.partitions.pop(p, None)
+            for topic in INPUTS:
+                self.positions.pop((topic, p), None)
+        consumer.unassign()
