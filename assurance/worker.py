@@ -83,9 +83,11 @@ class AssuranceWorker:
         clock: Callable[[], float] = time.time,
         on_alerts: Callable[[list[Alert]], None] | None = None,
         on_restored: Callable[[PartitionAssurance], None] | None = None,
+        inputs: tuple[str, str] = INPUTS,
     ) -> None:
         self.client_config = client_config
         self.config = config
+        self.inputs = inputs  # (rates topic, faults topic): the defaults, or others in tests
         self.clock = clock
         self.state_factory = state_factory or (lambda p: PartitionAssurance(config, partition=p))
         self.stats = WorkerStats()
@@ -129,7 +131,7 @@ class AssuranceWorker:
 
     def run(self) -> None:
         ensure_compacted_topic(self.client_config, ASSURANCE_CHECKPOINTS.name, max_message_bytes=CHECKPOINT_MAX_BYTES)
-        self.consumer.subscribe(list(INPUTS), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe(list(self.inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self._stop.is_set():
                 self.step()
@@ -149,7 +151,7 @@ class AssuranceWorker:
         for msg in messages:
             topic, partition = msg.topic() or "", msg.partition() or 0
             rates, faults = by_partition.setdefault(partition, ([], []))
-            if topic == INTERFACE_RATES_1M.name:
+            if topic == self.inputs[0]:
                 self._decode_rates(msg, rates, dead)
             else:
                 self._decode_fault(msg, faults, dead)
@@ -248,7 +250,7 @@ class AssuranceWorker:
             state = self.partitions.get(partition)
             if state is None:
                 continue
-            offsets = {t: self.positions[(t, partition)] for t in INPUTS if (t, partition) in self.positions}
+            offsets = {t: self.positions[(t, partition)] for t in self.inputs if (t, partition) in self.positions}
             point = Checkpoint(self.config.group_id, partition, offsets, state.snapshot(), now_ms)
             self.producer.produce(ASSURANCE_CHECKPOINTS.name, _checkpoint_encoder.encode(point), self._key(partition))
             commits += [TopicPartition(t, partition, o) for t, o in offsets.items()]
@@ -317,6 +319,6 @@ class AssuranceWorker:
         self.checkpoint(numbers)
         for p in numbers:
             self.partitions.pop(p, None)
-            for topic in INPUTS:
+            for topic in self.inputs:
                 self.positions.pop((topic, p), None)
         consumer.unassign()
