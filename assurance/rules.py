@@ -81,8 +81,8 @@ def engine_config(config: AssuranceConfig) -> EngineConfig:
 
 
 def _describe(findings: Sequence[AnomalyFinding]) -> str:
-    top = sorted(findings, key=lambda f: f.score, reverse=True)[:3]
-    return "; ".join(f"{f.metric} {f.value:.4g} (expected {f.expected:.4g}, score {f.score:.2f})" for f in top)
+    """The unusual metrics by name (values change every window; an alert's summary should not)."""
+    return ", ".join(sorted({f.metric for f in findings}))
 
 
 class PartitionAssurance:
