@@ -41,6 +41,8 @@ class GnmiFleet:
         self._targets: list[GnmiSimThread] = []
         self._thread: threading.Thread | None = None
         self.collectors: list[Any] = []
+        self.faults_injected = 0
+        self._faults_stop = threading.Event()
 
     def device_name(self, i: int) -> str:
         return f"{self.name_prefix}-{i:04d}"
@@ -84,11 +86,27 @@ class GnmiFleet:
         self._thread.start()
         return self
 
+    def inject_link_faults(self, every_s: float, down_s: float) -> None:
+        """Every ``every_s``, take the next link (round robin over devices and interfaces) down for
+        ``down_s``: a demo of the assurance loop (an alert opens, then resolves) in ``ossbss up``."""
+
+        def run() -> None:
+            n = 0
+            while not self._faults_stop.wait(every_s):
+                device = self.devices[n % self.count]
+                interface = 1 + (n // self.count) % self.interfaces
+                device.inject("link_down", f"Ethernet{interface}", duration_s=down_s)
+                self.faults_injected += 1
+                n += 1
+
+        threading.Thread(target=run, name="gnmi-link-faults", daemon=True).start()
+
     @property
     def records(self) -> int:
         return sum(c.stats.records for c in self.collectors)
 
     def stop(self) -> None:
+        self._faults_stop.set()
         if self._thread is None:
             return
         self._loop.call_soon_threadsafe(self._stop.set)

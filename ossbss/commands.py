@@ -195,6 +195,19 @@ def print_summary(summary: Any, run_id: str) -> None:
     print("  rows in ClickHouse (all runs):", file=out)
     for table, n in summary.table_rows.items():
         print(f"    {table:20} {n:,}", file=out)
+    if g.link_faults or summary.alerts_by_name:
+        print(f"  gNMI links taken down      : {g.link_faults:,} (simulator.gnmi_link_fault_every_s)", file=out)
+        print(
+            "  alerts (all runs)          : "
+            + (
+                ", ".join(
+                    f"{name} {opened:,} opened / {resolved:,} resolved"
+                    for name, opened, resolved in summary.alerts_by_name
+                )
+                or "none yet"
+            ),
+            file=out,
+        )
     if summary.dead_letters_by_reason:
         print("  dead letters by reason (all runs):", file=out)
         for stage, reason, n in summary.dead_letters_by_reason:

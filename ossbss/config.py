@@ -138,6 +138,10 @@ class SimulatorConfig:
     # Also run this many gNMI simulators (real gRPC gNMI targets) and stream them with the gNMI
     # collector, so `ossbss up` exercises the same path as a real router; 0 turns them off.
     gnmi_devices: int = 2
+    # Take one gNMI simulator link down every this many seconds, for `gnmi_link_fault_s`, so the
+    # assurance loop shows in a local run (an InterfaceDown alert opens and resolves); 0: never.
+    gnmi_link_fault_every_s: float = 20.0
+    gnmi_link_fault_s: float = 8.0
 
     def validate(self) -> None:
         for name in ("devices", "interfaces"):
@@ -147,6 +151,10 @@ class SimulatorConfig:
             raise ConfigError("simulator.interval_s", "must be > 0")
         if self.gnmi_devices < 0:
             raise ConfigError("simulator.gnmi_devices", "must be >= 0")
+        if self.gnmi_link_fault_every_s < 0:
+            raise ConfigError("simulator.gnmi_link_fault_every_s", "must be >= 0 (0: no injected faults)")
+        if self.gnmi_link_fault_s <= 0:
+            raise ConfigError("simulator.gnmi_link_fault_s", "must be > 0")
         if self.counter_bits not in (32, 64):
             raise ConfigError("simulator.counter_bits", "must be 32 or 64")
 

@@ -42,6 +42,7 @@ class GeneratorCounts:
     usage: int = 0
     usage_bad: int = 0
     gnmi_samples: int = 0
+    link_faults: int = 0
 
 
 @dataclass
@@ -52,6 +53,7 @@ class RunSummary:
     usage_rated: int = 0
     usage_dead_letters: int = 0
     dead_letters_by_reason: list[tuple[str, str, int]] = field(default_factory=list)
+    alerts_by_name: list[tuple[str, int, int]] = field(default_factory=list)
     rates_in_bps_avg: float | None = None
     drained: bool = True
 
@@ -183,6 +185,8 @@ class LocalPipeline:
             interfaces=sim.interfaces,
             interval_s=sim.interval_s,
         ).start()
+        if sim.gnmi_link_fault_every_s:
+            self.gnmi_fleet.inject_link_faults(sim.gnmi_link_fault_every_s, sim.gnmi_link_fault_s)
 
     @property
     def gnmi_records(self) -> int:
@@ -195,6 +199,7 @@ class LocalPipeline:
             return
         fleet.stop()
         self.counts.gnmi_samples = fleet.records
+        self.counts.link_faults = fleet.faults_injected
         self.gnmi_fleet = None
 
     def _generate(self) -> None:
@@ -357,6 +362,11 @@ class LocalPipeline:
             "AS kind, count() AS n FROM dead_letters FINAL GROUP BY stage, kind ORDER BY n DESC LIMIT 10"
         ).rows
         summary.dead_letters_by_reason = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        rows = self.warehouse.query(
+            "SELECT name, countIf(status = 'firing' AND endsWith(id, ':1')), countIf(status = 'resolved') "
+            "FROM alerts FINAL GROUP BY name ORDER BY name"
+        ).rows
+        summary.alerts_by_name = [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
         avg = self.warehouse.query(
             "SELECT avg(in_bps_avg) FROM interface_rates_1m FINAL WHERE startsWith(device, 'sim-router-')"
         ).rows
