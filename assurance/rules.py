@@ -33,7 +33,7 @@ import msgspec
 from assurance.anomaly import AnomalyConfig, AnomalyFinding, InterfaceAnomalies
 from assurance.capacity import CapacityForecaster
 from assurance.config import AssuranceConfig
-from assurance.lifecycle import DEFAULT_RULES, AlertEngine, AlertRule, EngineConfig, Signal
+from assurance.lifecycle import DEFAULT_RULES, AlertEngine, AlertRule, EngineConfig, Severity, Signal
 from assurance.predict import FaultModel, RiskTracker
 from models.records import Alert, FaultEvent, InterfaceRate
 
@@ -85,6 +85,23 @@ def _describe(findings: Sequence[AnomalyFinding]) -> str:
     return ", ".join(sorted({f.metric for f in findings}))
 
 
+def _window_signal(
+    w: InterfaceRate, name: str, firing: bool, severity: Severity, summary: str, value: float | None
+) -> Signal:
+    """One rule's condition on one window, at the window's end (when it is known); idempotent by id."""
+    return Signal(
+        name=name,
+        device=w.device,
+        if_index=w.if_index,
+        ts_ms=w.window_start_ms + WINDOW_MS,
+        firing=firing,
+        severity=severity,
+        summary=f"{w.device} {w.if_name or w.if_index}: {summary}" if firing else "",
+        value=value,
+        id=f"{name}/{w.device}/{w.if_index}/{w.window_start_ms}/{w.revision}",
+    )
+
+
 class PartitionAssurance:
     def __init__(
         self,
@@ -132,72 +149,25 @@ class PartitionAssurance:
         limit_s = self.config.capacity_alert_days * 86_400
         signals: list[Signal] = []
         for w in sorted(windows, key=lambda r: r.window_start_ms):
-            end = w.window_start_ms + WINDOW_MS
-            base = f"{w.device}/{w.if_index}/{w.window_start_ms}/{w.revision}"
-            where = f"{w.device} {w.if_name or w.if_index}"
             found = findings.get((w.device, w.if_index, w.window_start_ms), [])
             top = max((f.score for f in found), default=0.0)
-            signals.append(
-                Signal(
-                    name=ANOMALY,
-                    device=w.device,
-                    if_index=w.if_index,
-                    ts_ms=end,
-                    firing=bool(found),
-                    severity="major" if top >= 0.95 else "minor",
-                    summary=f"{where}: unusual {_describe(found)}" if found else "",
-                    value=top,
-                    id=f"anomaly/{base}",
-                )
-            )
+            severity: Severity = "major" if top >= 0.95 else "minor"
+            signals.append(_window_signal(w, ANOMALY, bool(found), severity, f"unusual {_describe(found)}", top))
             util = max(w.in_util_pct_avg or 0.0, w.out_util_pct_avg or 0.0)
-            signals.append(
-                Signal(
-                    name=HIGH_UTILISATION,
-                    device=w.device,
-                    if_index=w.if_index,
-                    ts_ms=end,
-                    firing=util >= self.config.utilisation_alert_pct,
-                    severity="major",
-                    summary=f"{where}: utilisation {util:.1f} % >= {self.config.utilisation_alert_pct:g} %",
-                    value=util,
-                    id=f"util/{base}",
-                )
-            )
+            limit = self.config.utilisation_alert_pct
+            busy = f"utilisation {util:.1f} % >= {limit:g} %"
+            signals.append(_window_signal(w, HIGH_UTILISATION, util >= limit, "major", busy, util))
             prediction = predicted.get((w.device, w.if_index))
             if prediction is not None and prediction.window_start_ms == w.window_start_ms:
-                reasons = ", ".join(prediction.reasons)
-                signals.append(
-                    Signal(
-                        name=FAILURE_PREDICTED,
-                        device=w.device,
-                        if_index=w.if_index,
-                        ts_ms=end,
-                        firing=True,
-                        severity="major",
-                        summary=f"{where}: failure likely within {prediction.horizon_s / 60:.0f} min "
-                        f"(p={prediction.probability:.2f}; {reasons})",
-                        value=prediction.probability,
-                        id=f"predict/{base}",
-                    )
-                )
+                why = f"p={prediction.probability:.2f}; {', '.join(prediction.reasons)}"
+                likely = f"failure likely within {prediction.horizon_s / 60:.0f} min ({why})"
+                signals.append(_window_signal(w, FAILURE_PREDICTED, True, "major", likely, prediction.probability))
             forecast = saturating.get((w.device, w.if_index))
             if forecast is not None:
                 seconds = forecast.seconds_to_saturation
                 soon = seconds is not None and seconds <= limit_s
-                signals.append(
-                    Signal(
-                        name=CAPACITY,
-                        device=w.device,
-                        if_index=w.if_index,
-                        ts_ms=end,
-                        firing=soon,
-                        severity="warning",
-                        summary=f"{where}: forecast to saturate in {seconds / 86_400:.1f} days" if soon else "",
-                        value=seconds if seconds is not None else None,
-                        id=f"capacity/{base}",
-                    )
-                )
+                saturate = f"forecast to saturate in {(seconds or 0.0) / 86_400:.1f} days"
+                signals.append(_window_signal(w, CAPACITY, soon, "warning", saturate, seconds))
         return signals
 
     # -- state ---------------------------------------------------------------------------------------

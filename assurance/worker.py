@@ -155,7 +155,7 @@ class AssuranceWorker:
                 self._decode_rates(msg, rates, dead)
             else:
                 self._decode_fault(msg, faults, dead)
-            self.positions[(topic, partition)] = msg.offset() + 1
+            self.positions[(topic, partition)] = (msg.offset() or 0) + 1
         now_ms = int(self.clock() * 1000)
         for partition, (rates, faults) in by_partition.items():
             state = self.partitions.get(partition)
@@ -280,13 +280,19 @@ class AssuranceWorker:
             reader.assign([TopicPartition(ASSURANCE_CHECKPOINTS.name, 0, OFFSET_BEGINNING)])
             wanted = {self._key(p) for p in partitions}
             position = low
+            deadline = time.monotonic() + 120
             while position < high:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"assurance: could not read {ASSURANCE_CHECKPOINTS.name} to its end ({position} of {high})"
+                    )
                 for msg in reader.consume(1000, timeout=5):
-                    if msg.error():
+                    value = msg.value()
+                    if msg.error() or value is None:
                         continue
-                    position = msg.offset() + 1
-                    if msg.key() in wanted and msg.value():
-                        point = _checkpoint_decoder.decode(msg.value())
+                    position = (msg.offset() or 0) + 1
+                    if msg.key() in wanted:
+                        point = _checkpoint_decoder.decode(value)
                         found[point.partition] = point
         finally:
             reader.close()

@@ -178,14 +178,14 @@ class LocalPipeline:
         from collectors.fleet import GnmiFleet
 
         sim = self.config.simulator
-        self.gnmi_fleet = GnmiFleet(
+        self.gnmi_fleet: GnmiFleet | None = GnmiFleet(
             self.bootstrap,
             self.client_config,
             devices=sim.gnmi_devices,
             interfaces=sim.interfaces,
             interval_s=sim.interval_s,
         ).start()
-        if sim.gnmi_link_fault_every_s:
+        if sim.gnmi_link_fault_every_s and self.gnmi_fleet is not None:
             self.gnmi_fleet.inject_link_faults(sim.gnmi_link_fault_every_s, sim.gnmi_link_fault_s)
 
     @property
