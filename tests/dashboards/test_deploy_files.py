@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from assurance.config import assurance_config
 from ossbss.config import parse_config
 from tests.dashboards.grafana_files import (
     CLICKHOUSE_PLUGIN,
@@ -40,8 +41,23 @@ ENV_EXAMPLE = REPO_ROOT / "deploy" / ".env.example"
 EXAMPLE_CONFIG = REPO_ROOT / "ossbss.yaml"
 
 EXPECTED_DASHBOARDS = {"noc-interfaces.json", "usage-revenue.json", "pipeline-health.json"}
-EXPECTED_SERVICES = {"kafka", "clickhouse", "postgres", "grafana", "migrate", "streams", "sink"}
-WORKER_VERBS = {"migrate": ["migrate"], "streams": ["worker", "streams"], "sink": ["worker", "sink"]}
+EXPECTED_SERVICES = {
+    "kafka",
+    "clickhouse",
+    "postgres",
+    "grafana",
+    "migrate",
+    "streams",
+    "sink",
+    "assurance",
+    "alertmanager",
+}
+WORKER_VERBS = {
+    "migrate": ["migrate"],
+    "streams": ["worker", "streams"],
+    "sink": ["worker", "sink"],
+    "assurance": ["worker", "assurance"],
+}
 CONFIG_IN_CONTAINER = "/etc/ossbss/ossbss.yaml"
 # Tables the brief and the README name; a migration parse that misses them is broken, not the schema.
 CORE_TABLES = {
@@ -272,7 +288,7 @@ def test_compose_images_are_pinned(compose: dict[str, Any]) -> None:
         assert image, f"service {name} names no image (workers tag what they build)"
         last_part = image.split("@")[0].rsplit("/", 1)[-1]
         tag = last_part.partition(":")[2]
-        assert re.match(r"^\d+(\.\d+)*", tag), f"service {name}: pin {image!r} to a version tag"
+        assert re.match(r"^v?\d+(\.\d+)*", tag), f"service {name}: pin {image!r} to a version tag"
 
 
 def test_compose_inlines_no_secret(compose: dict[str, Any]) -> None:
@@ -336,8 +352,12 @@ def test_compose_start_order_waits_for_health(compose: dict[str, Any]) -> None:
     assert sink["migrate"]["condition"] == "service_completed_successfully"
     assert sink["clickhouse"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
-    for name in ("kafka", "clickhouse", "postgres", "grafana"):
+    for name in ("kafka", "clickhouse", "postgres", "grafana", "alertmanager"):
         assert services[name].get("healthcheck"), f"service {name} has no healthcheck"
+    config = assurance_config(parse_config(load_yaml(COMPOSE_CONFIG)).extra)
+    host = config.alertmanager_url.split("//", 1)[1].split(":", 1)[0]
+    assert host in services, f"assurance.alertmanager_url names no compose service: {host}"
+    assert services["assurance"]["depends_on"][host]["condition"] == "service_healthy"
 
 
 def test_compose_scales_the_workers(compose: dict[str, Any]) -> None:
