@@ -181,7 +181,10 @@ def print_summary(summary: Any, run_id: str) -> None:
     g = summary.generated
     out = sys.stdout
     print(f"\nrun {run_id}: {summary.seconds:.0f}s", file=out)
-    print(f"  telemetry samples produced : {g.samples:,} simulated + {g.gnmi_samples:,} streamed over gNMI", file=out)
+    print(
+        f"  telemetry samples produced : {g.samples:,} simulated + {g.gnmi_samples:,} records streamed over gNMI",
+        file=out,
+    )
     print(f"  usage records produced     : {g.usage:,} ({g.usage_bad:,} deliberately bad)", file=out)
     print(f"  usage rated (this run)     : {summary.usage_rated:,}", file=out)
     print(f"  usage dead-lettered        : {summary.usage_dead_letters:,}", file=out)

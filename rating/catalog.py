@@ -119,6 +119,14 @@ class Catalog:
 
     _exact: dict[str, list[Subscription]] = field(default_factory=dict, compare=False, repr=False)
     _prefixed: list[Subscription] = field(default_factory=list, compare=False, repr=False)
+    # distinct timelines, and each account's index among them (for the kernel's bulk lookups)
+    _timeline_table: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=list, compare=False, repr=False
+    )
+    _timeline_number: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _timeline_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for index, plan in enumerate(self.plans):
@@ -164,13 +172,46 @@ class Catalog:
         index = self.plan_index_for(account, at_ms)
         return None if index < 0 else self.plans[index]
 
-    def refusal(self, account: str, at_ms: int) -> str:
+    def refusal(self, account: str, at_ms: int, among: list[Subscription] | None = None) -> str:
         """Why no plan prices ``account`` at ``at_ms`` (for dead letters)."""
         when = _iso(at_ms)
-        sub = self.subscription_for(account, at_ms)
+        sub = self.subscription_for(account, at_ms, among)
         if sub is None:
             return f"no active subscription for account {account!r} at {when}"
         return f"plan {sub.plan!r} has no version in force at {when}"
+
+    def refusals(self, accounts: list[str], at_ms: list[int]) -> list[str]:
+        """:meth:`refusal` for many records, looking each distinct account's subscriptions up once."""
+        subscriptions: dict[str, list[Subscription]] = {}
+        reasons = []
+        for account, at in zip(accounts, at_ms, strict=True):
+            mine = subscriptions.get(account)
+            if mine is None:
+                mine = subscriptions[account] = self.subscriptions_of(account)
+            if mine:
+                reasons.append(self.refusal(account, at, mine))
+            else:
+                reasons.append(f"no active subscription for account {account!r} at {_iso(at)}")
+        return reasons
+
+    def timeline_numbers(self, accounts: list[str]) -> tuple[list[int], list[tuple[tuple[int, ...], tuple[int, ...]]]]:
+        """Each account's timeline (see :meth:`account_timeline`) as an index into a table of the distinct
+        timelines, and that table: accounts sharing a subscription share one entry."""
+        if len(self._timeline_of) > 1_000_000:  # bound the cache on catalogs serving huge account bases
+            self._timeline_of.clear()
+            self._timeline_number.clear()
+            self._timeline_table.clear()
+        numbers = list(map(self._timeline_of.get, accounts))
+        if None in numbers:
+            for index, account in enumerate(accounts):
+                if numbers[index] is None:
+                    timeline = self.account_timeline(account)
+                    number = self._timeline_number.get(timeline)
+                    if number is None:
+                        number = self._timeline_number[timeline] = len(self._timeline_table)
+                        self._timeline_table.append(timeline)
+                    numbers[index] = self._timeline_of[account] = number
+        return numbers, self._timeline_table  # type: ignore[return-value]
 
     def account_timeline(self, account: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Where the plan in force for ``account`` changes: (starts ms, plan index or -1), cached.

@@ -75,16 +75,16 @@ def rate_columns(
     state = state if state is not None else RatingState()
     output = rate_kernel(batch, catalog, state)
     size = batch.size
-    refused = output.refused.copy()
-    plan_index = output.plan_index.copy()
-    amount_scaled = output.amount_scaled.copy()
+    refused, plan_index, amount_scaled = output.refused, output.plan_index, output.amount_scaled  # ours to change
     reasons: dict[int, str] = dict(output.reasons)
     lines = {name: getattr(output, name) for name in LINE_COLUMNS}
     parts = {name: getattr(output, name) for name in PART_COLUMNS}
+    first_line = output.line_start
     if output.fallback.size:
         _rate_fallback(
             batch, output.fallback, catalog, state, refused, plan_index, amount_scaled, reasons, lines, parts
         )
+        first_line = np.searchsorted(lines["line_row"], np.arange(size))
     for row in np.flatnonzero(refused).tolist():
         if row not in reasons:
             checked = precheck(batch.record(row), catalog)
@@ -96,7 +96,6 @@ def rate_columns(
     reason = np.full(size, None, dtype=object)
     for row, text in reasons.items():
         reason[row] = text
-    first_line = np.searchsorted(lines["line_row"], np.arange(size))
     has_line = ~refused & (plan_index >= 0)
     first_line = np.minimum(first_line, max(lines["line_row"].shape[0] - 1, 0))
     quantity = np.where(has_line, lines["line_billed"][first_line] if lines["line_row"].size else 0, 0)

@@ -106,6 +106,29 @@ class KernelOutput:
     part_line: np.ndarray
     part_rate: np.ndarray
     part_qty: np.ndarray
+    line_start: np.ndarray  # per row, its first line (where it would be when it has none)
+
+
+def factorize_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (int64, numbered by first appearance) and distinct values of a text column.
+
+    Arrow's dictionary encoding hashes the strings' bytes in C++, a good deal quicker than pandas on
+    a column of a million Python strings; a column it cannot take (not all strings, or missing
+    values) goes to pandas.
+    """
+    import pyarrow as pa
+
+    try:
+        encoded = pa.array(values, type=pa.string()).dictionary_encode()
+    except pa.ArrowException:
+        encoded = None
+    if not isinstance(encoded, pa.DictionaryArray) or encoded.null_count:
+        codes, uniques = pd.factorize(values)
+        return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return (
+        encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        encoded.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False),
+    )
 
 
 def _metered(columns: UsageColumns, rows: np.ndarray, meter: str) -> np.ndarray:
@@ -133,22 +156,29 @@ def _billed(charge: UsageCharge, quantity: np.ndarray) -> np.ndarray:
 def _resolve_plans(
     catalog: Catalog, account_codes: np.ndarray, accounts: np.ndarray, start_ms: np.ndarray
 ) -> np.ndarray:
-    """Plan index per row from each distinct account's timeline (a handful of change points)."""
-    timelines = [catalog.account_timeline(account) for account in accounts.tolist()]
-    counts = np.fromiter((len(t[0]) for t in timelines), dtype=np.int64, count=len(timelines))
+    """Plan index per row from its account's timeline (a handful of change points, shared by the
+    accounts of one subscription)."""
+    numbers, table = catalog.timeline_numbers(accounts.tolist())
+    local = np.array(numbers, dtype=np.int64)
+    if len(table) <= 4096:  # the usual few subscriptions: lay the whole table out
+        timelines = table
+    else:  # per-account subscriptions by the thousand: only the timelines of this batch
+        used, local = np.unique(local, return_inverse=True)
+        timelines = [table[number] for number in used.tolist()]
+    counts = np.array([len(t[0]) for t in timelines], dtype=np.int64)
     offsets = np.cumsum(counts) - counts
-    starts = list(itertools.chain.from_iterable(t[0] for t in timelines))
-    indexes = list(itertools.chain.from_iterable(t[1] for t in timelines))
-    all_starts = np.array(starts, dtype=np.int64)
-    all_indexes = np.array(indexes, dtype=np.int64)
-    base = offsets[account_codes]
-    position = base.copy()
-    row_counts = counts[account_codes]
-    last = all_starts.shape[0] - 1
-    for step in range(1, int(counts.max(initial=1))):  # walk forward while the next change has begun
-        candidate = np.minimum(base + step, last)
-        advance = (step < row_counts) & (all_starts[candidate] <= start_ms)
-        position = np.where(advance, candidate, position)
+    all_starts = np.array(list(itertools.chain.from_iterable(t[0] for t in timelines)), dtype=np.int64)
+    all_indexes = np.array(list(itertools.chain.from_iterable(t[1] for t in timelines)), dtype=np.int64)
+    row_timeline = local.reshape(-1)[account_codes]
+    base = offsets[row_timeline]
+    position = base
+    if int(counts.max(initial=1)) > 1:
+        row_counts = counts[row_timeline]
+        last = all_starts.shape[0] - 1
+        for step in range(1, int(counts.max())):  # walk forward while the next change has begun
+            candidate = np.minimum(base + step, last)
+            advance = (step < row_counts) & (all_starts[candidate] <= start_ms)
+            position = np.where(advance, candidate, position)
     return all_indexes[position]
 
 
@@ -179,16 +209,31 @@ def _selects(pricing: Pricing) -> bool:
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch builds many small containers (state entries).
+    """Pause the cyclic garbage collector while a batch builds many small containers, and file what the
+    batch built under the oldest generation when it is done.
 
-    Nothing built here forms a cycle, and a pass over a growing heap in mid-batch costs as much as
-    the batch; the collector resumes, as it was, when the batch is done.
+    Nothing built here forms a cycle. With the collector running, its passes over the growing young
+    generation would cost as much as the batch; and once it resumes, the first young collection would
+    still walk every container the batch built (the allowance state: a list of ids and one of
+    positions per counter of each account and period, hundreds of thousands of objects). What
+    survives a batch is long-lived state, or results that die by reference count, so it goes straight
+    to the oldest generation: ``gc.freeze()`` then ``gc.unfreeze()`` splice the generations into it
+    without a pass. The young generations are collected on entry, so only what the batch allocated
+    moves. A process that froze objects itself (``gc.freeze()`` before forking workers, say) keeps
+    them frozen: then the batch's objects are left in the young generation. Nested uses (and callers
+    that keep the collector off) leave the collector as it was.
     """
     was_enabled = gc.isenabled()
+    splice = was_enabled and gc.get_freeze_count() == 0
+    if splice:
+        gc.collect(1)
     gc.disable()
     try:
         yield
     finally:
+        if splice:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -209,11 +254,14 @@ def _rate_kernel(columns: UsageColumns, catalog: Catalog, state: RatingState) ->
     if reasons:
         refused[np.fromiter(reasons, dtype=np.int64, count=len(reasons))] = True
     refused |= (columns.end_ms - columns.start_ms) > MAX_SPAN_MS
-    account_codes, accounts = pd.factorize(columns.account)
-    account_codes = account_codes.astype(np.int64)
-    plan_index = _resolve_plans(catalog, account_codes, np.asarray(accounts, dtype=object), columns.start_ms)
-    for row in np.flatnonzero(~refused & (plan_index < 0)).tolist():  # the reason precheck would give
-        reasons[row] = catalog.refusal(str(columns.account[row]), int(columns.start_ms[row]))
+    account_codes, accounts = factorize_text(columns.account)
+    plan_index = _resolve_plans(catalog, account_codes, accounts, columns.start_ms)
+    no_plan = np.flatnonzero(~refused & (plan_index < 0))  # the reasons precheck would give
+    if no_plan.size:
+        found = catalog.refusals(
+            [str(a) for a in columns.account[no_plan].tolist()], columns.start_ms[no_plan].tolist()
+        )
+        reasons.update(zip(no_plan.tolist(), found, strict=True))
     plan_index = np.where(refused, -1, plan_index)
     refused |= plan_index < 0
     compiled_plans = [compile_plan(plan) for plan in catalog.plans]
@@ -267,26 +315,58 @@ def _line_groups(
     refused: np.ndarray,
     reasons: dict[int, str],
 ) -> list[_Group]:
-    """Rows per (plan, charge) from one stable sort by (plan, event type, service)."""
+    """Rows per (plan, charge) from one stable sort by (plan, event type, service), where the service
+    is looked at only for the (plan, event type) pairs whose charges tell services apart."""
     type_codes, types = pd.factorize(columns.event_type)
-    service_codes, services = pd.factorize(columns.service)
-    combo = type_codes.astype(np.int64) * max(len(services), 1) + service_codes
-    key = plan_index * (max(len(types), 1) * max(len(services), 1)) + combo
+    type_count = max(len(types), 1)
+    plan_type = plan_index * type_count + type_codes
+    by_service = np.array(
+        [
+            any(c.services is not None and (c.event_types is None or t in c.event_types) for c in plan.charges)
+            for plan in catalog.plans
+            for t in types.tolist()
+        ]
+        + [False],
+        dtype=bool,
+    )
     rows = np.flatnonzero(active)
-    order = rows[np.argsort(key[rows], kind="stable")]
-    sorted_keys = key[order]
-    bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
-    starts = np.concatenate([[0], bounds]) if order.size else np.zeros(0, dtype=np.int64)
-    ends = np.concatenate([bounds, [order.size]]) if order.size else np.zeros(0, dtype=np.int64)
+    service_codes = np.zeros(columns.size, dtype=np.int64)  # 0: the service does not change the charges
+    need = rows[by_service[plan_type[rows]]]
+    service_count = 1
+    if need.size:
+        codes, services = pd.factorize(columns.service[need])
+        service_codes[need] = codes + 1
+        service_count += len(services)
+    key = plan_type * service_count + service_codes
+    active_keys = key[rows]
+    if int(active_keys.max(initial=0)) < 2**15:  # the usual case: numpy sorts int16 by radix, stably
+        small = active_keys.astype(np.int16)
+        order = rows[np.argsort(small, kind="stable")]
+        counts = np.bincount(small, minlength=1)
+        ends = np.cumsum(counts)[counts > 0]
+        starts = ends - counts[counts > 0]
+    else:
+        order = rows[np.argsort(active_keys, kind="stable")]
+        sorted_keys = key[order]
+        bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
+        starts = np.concatenate([[0], bounds]) if order.size else np.zeros(0, dtype=np.int64)
+        ends = np.concatenate([bounds, [order.size]]) if order.size else np.zeros(0, dtype=np.int64)
     pieces: dict[tuple[int, int], list[np.ndarray]] = {}
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         first = int(order[start])
         plan = catalog.plans[int(plan_index[first])]
         applicable = plan.charges_for(str(columns.event_type[first]), str(columns.service[first]))
-        if not applicable:
-            refused[order[start:end]] = True
-            reason = no_charge(plan, str(columns.event_type[first]), str(columns.service[first]))
-            reasons.update(dict.fromkeys(order[start:end].tolist(), reason))
+        if not applicable:  # each refused row's reason names its own service
+            block = order[start:end]
+            refused[block] = True
+            event_type = str(columns.event_type[first])
+            said: dict[str, str] = {}
+            for row, service in zip(block.tolist(), columns.service[block].tolist(), strict=True):
+                text = str(service)
+                reason = said.get(text)
+                if reason is None:
+                    reason = said[text] = no_charge(plan, event_type, text)
+                reasons[row] = reason
             continue
         for charge_index in applicable:
             pieces.setdefault((int(plan_index[first]), charge_index), []).append(order[start:end])
@@ -387,59 +467,53 @@ def _assemble(
     fallback: np.ndarray,
     priced: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]],
 ) -> KernelOutput:
-    """Lay the groups' lines out by (row, charge) and their parts after them, by counting, not sorting.
+    """Lay the kept rows' lines out by (row, charge) and each line's parts after them, in model order.
 
-    Groups come in (plan, charge) order and a row has one plan, so placing each group's lines after
-    the ones its rows already have keeps every row's lines in charge order.
+    Groups come in (plan, charge) order and a row has one plan, so a stable sort of all lines by row
+    keeps every row's lines in charge order; a group's rows come in a few ascending runs, which the
+    stable sort (a merge of runs) makes cheap. Parts follow their lines the same way.
     """
     keep_row = ~refused
-    kept_of_group = []
-    line_count = np.zeros(size, dtype=np.int64)
-    for lines, _ in priced:
+    line_pieces: list[list[np.ndarray]] = [[] for _ in range(7)]
+    part_pieces: list[list[np.ndarray]] = [[] for _ in range(3)]
+    placed = 0
+    for lines, (local_row, rate, qty) in priced:
+        count = lines[0].shape[0]
         keep = keep_row[lines[0]]
-        kept = None if keep.all() else np.flatnonzero(keep)  # None: every row of the group is kept
-        kept_of_group.append(kept)
-        line_count[lines[0] if kept is None else lines[0][kept]] += 1
-    line_offset = np.cumsum(line_count) - line_count
-    total_lines = int(line_offset[-1] + line_count[-1]) if size else 0
-    placed = line_offset.copy()
-    line_cols = [np.empty(total_lines, dtype=np.int64) for _ in range(5)] + [
-        np.empty(total_lines, dtype=bool) for _ in range(2)
-    ]
-    part_count = np.zeros(total_lines, dtype=np.int64)
-    slots_of_group = []
-    for (lines, parts), kept in zip(priced, kept_of_group, strict=True):
-        rows = lines[0] if kept is None else lines[0][kept]
-        slot = placed[rows]
-        placed[rows] += 1
-        for column, values in zip(line_cols, lines, strict=True):
-            column[slot] = values if kept is None else values[kept]
-        if kept is None:
-            slot_of_local = slot
+        if keep.all():
+            for pieces, values in zip(line_pieces, lines, strict=True):
+                pieces.append(values)
+            line_of_local = np.arange(placed, placed + count, dtype=np.int64)
+            chosen = qty > 0
         else:
-            slot_of_local = np.full(lines[0].shape[0], -1, dtype=np.int64)
-            slot_of_local[kept] = slot
-        slots_of_group.append(slot_of_local)
-        local_row, _, qty = parts
-        counted = (qty > 0) & (slot_of_local[local_row] >= 0)
-        per_local = np.bincount(local_row[counted], minlength=lines[0].shape[0])
-        part_count[slot] = per_local if kept is None else per_local[kept]
-    part_offset = np.cumsum(part_count) - part_count
-    total_parts = int(part_count.sum())
-    part_cols = [np.empty(total_parts, dtype=np.int64) for _ in range(3)]
-    for (_, parts), slot_of_local in zip(priced, slots_of_group, strict=True):
-        local_row, rate, qty = parts
-        slot = slot_of_local[local_row]
-        index = np.flatnonzero((qty > 0) & (slot >= 0))
-        line_slot = slot[index]
-        # rank of a part within its line: parts of a line are contiguous and in model order
-        first_of_line = np.ones(index.shape[0], dtype=bool)
-        first_of_line[1:] = line_slot[1:] != line_slot[:-1]
-        run_start = np.maximum.accumulate(np.where(first_of_line, np.arange(index.shape[0]), 0))
-        target = part_offset[line_slot] + (np.arange(index.shape[0]) - run_start)
-        part_cols[0][target] = line_slot
-        part_cols[1][target] = rate[index]
-        part_cols[2][target] = qty[index]
+            kept = np.flatnonzero(keep)
+            for pieces, values in zip(line_pieces, lines, strict=True):
+                pieces.append(values[kept])
+            line_of_local = np.full(count, -1, dtype=np.int64)
+            line_of_local[kept] = np.arange(placed, placed + kept.shape[0], dtype=np.int64)
+            count = kept.shape[0]
+            chosen = (qty > 0) & keep[local_row]
+        placed += count
+        part_pieces[0].append(line_of_local[local_row[chosen]])
+        part_pieces[1].append(rate[chosen])
+        part_pieces[2].append(qty[chosen])
+    empty = np.zeros(0, dtype=np.int64)
+    line_rows = np.concatenate(line_pieces[0]) if line_pieces[0] else empty
+    line_order = np.argsort(line_rows, kind="stable")
+    slot = np.empty(line_order.shape[0], dtype=np.int64)  # where each line, in group order, goes
+    slot[line_order] = np.arange(line_order.shape[0], dtype=np.int64)
+    line_cols = [line_rows[line_order]]
+    for pieces, dtype in zip(line_pieces[1:], (np.int64,) * 4 + (bool,) * 2, strict=True):
+        column = np.empty(line_order.shape[0], dtype=dtype)
+        placed = 0
+        for values in pieces:  # straight from each group's arrays to their places
+            column[slot[placed : placed + values.shape[0]]] = values
+            placed += values.shape[0]
+        line_cols.append(column)
+    part_all = [np.concatenate(pieces) if pieces else empty for pieces in part_pieces]
+    part_line = slot[part_all[0]]
+    part_order = np.argsort(part_line, kind="stable")  # a line's parts stay in model order
+    line_count = np.bincount(line_cols[0], minlength=size)
     return KernelOutput(
         refused=refused,
         plan_index=np.where(refused, -1, plan_index),
@@ -453,9 +527,10 @@ def _assemble(
         line_amount=line_cols[4],
         line_fee=line_cols[5],
         line_minimum=line_cols[6],
-        part_line=part_cols[0],
-        part_rate=part_cols[1],
-        part_qty=part_cols[2],
+        part_line=part_line[part_order],
+        part_rate=part_all[1][part_order],
+        part_qty=part_all[2][part_order],
+        line_start=np.cumsum(line_count) - line_count,
     )
 
 

@@ -103,21 +103,29 @@ class RatingState:
         return counters
 
     def periods(self, keys: list[tuple[str, str]]) -> list[PeriodCounters]:
-        """:meth:`period` for many keys at once (the kernel's bulk path)."""
-        get = self._periods.get
-        found = [get(key) for key in keys]
+        """:meth:`period` for many keys at once."""
+        found = self.lookup(keys)
         missing = [index for index, counters in enumerate(found) if counters is None]
-        if not missing:
-            return found  # type: ignore[return-value]
-        if self._loader is None:
-            created = [PeriodCounters() for _ in missing]
-            self._periods.update(zip([keys[i] for i in missing], created, strict=True))
-            for index, counters in zip(missing, created, strict=True):
+        if missing:
+            made = [PeriodCounters() for _ in missing]
+            self.adopt([keys[index] for index in missing], made)
+            for index, counters in zip(missing, made, strict=True):
                 found[index] = counters
-        else:
-            for index in missing:
-                found[index] = self.period(*keys[index])
         return found  # type: ignore[return-value]
+
+    def lookup(self, keys: list[tuple[str, str]]) -> list[PeriodCounters | None]:
+        """The counters of many keys, from memory or the loader; None where neither has them (the
+        kernel's bulk path: it builds those whole, then hands them over with :meth:`adopt`)."""
+        found = list(map(self._periods.get, keys))
+        if self._loader is not None and None in found:
+            for index, counters in enumerate(found):
+                if counters is None:
+                    found[index] = self.peek(*keys[index])
+        return found
+
+    def adopt(self, keys: list[tuple[str, str]], counters: list[PeriodCounters]) -> None:
+        """Take ``counters`` as the state of ``keys`` (neither in memory nor loadable, see :meth:`lookup`)."""
+        self._periods.update(zip(keys, counters, strict=True))
 
     def peek(self, account: str, period: str) -> PeriodCounters | None:
         """The counters if known (loading them if a loader is set), without creating them."""

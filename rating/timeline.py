@@ -128,14 +128,23 @@ def periods_of(clock: LocalClock, kind: str, start_ms: np.ndarray) -> Periods:
     """Local month (or day) of each instant, by the same edges as :func:`rating.calendar.period_key`."""
     if start_ms.shape[0] == 0:
         return Periods(np.zeros(0, dtype=np.int64), [])
+    extremes = np.array([start_ms.min(), start_ms.max()])  # a batch spans a few periods: take them all
     if kind == "month":
-        months = np.unique(start_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64))
-        candidates = np.unique(np.concatenate([months - 1, months, months + 1])).tolist()
+        first_month, last_month = extremes.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64).tolist()
+        if last_month - first_month <= 48:
+            candidates = list(range(first_month - 1, last_month + 2))
+        else:  # spread far apart: only the months that hold a record, and their neighbours
+            months = np.unique(start_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64))
+            candidates = np.unique(np.concatenate([months - 1, months, months + 1])).tolist()
         firsts = [dt.date(1970 + m // 12, m % 12 + 1, 1) for m in candidates]
         labels = [f"{d.year:04d}-{d.month:02d}" for d in firsts]
     else:
-        days = np.unique(start_ms // DAY_MS)
-        candidates = np.unique(np.concatenate([days - 1, days, days + 1])).tolist()
+        first_day, last_day = (extremes // DAY_MS).tolist()
+        if last_day - first_day <= 400:
+            candidates = list(range(first_day - 1, last_day + 2))
+        else:
+            days = np.unique(start_ms // DAY_MS)
+            candidates = np.unique(np.concatenate([days - 1, days, days + 1])).tolist()
         firsts = [_EPOCH_DAY + dt.timedelta(days=d) for d in candidates]
         labels = [d.isoformat() for d in firsts]
     edges = np.array([clock.day_start(d) for d in firsts], dtype=np.int64)

@@ -118,3 +118,31 @@ def test_kernel_equals_reference_on_a_synthetic_month() -> None:
 
     records_ = as_records(to_columns(synthetic_usage(4_000, seed=3, accounts=300)), 4_000)
     check_identical(records_, load_catalog(EXAMPLE_CATALOG))
+
+
+def test_kernel_equals_reference_with_thousands_of_per_account_subscriptions() -> None:
+    """Accounts on their own subscriptions, each starting an hour after the last: thousands of distinct
+    plan timelines, more than the kernel lays out whole, so it takes only those of the batch."""
+    doc = copy.deepcopy(EXAMPLE)
+    first = ANCHORS[8]  # 2024-01-01
+    doc["subscriptions"] = [
+        {"account": f"SOLO-{n}", "plan": "mobile", "from": dt.datetime.fromtimestamp(first / 1000 + n * 3600, dt.UTC)}
+        for n in range(4_300)
+    ]
+    catalog = parse_catalog(doc)
+    batch = []
+    for n in range(8_600):
+        start = first + (n % 4_300) * HOUR + (n % 3 - 1) * HOUR // 2  # before, at and after the account's start
+        batch.append(
+            UsageRecord(
+                id=f"t{n}",
+                account=f"SOLO-{n % 4_300}",
+                service="national",
+                start_ms=start,
+                end_ms=start + 90_000,
+                duration_s=90,
+                event_type="voice",
+            )
+        )
+    assert_same(batch, catalog, RatingState(), RatingState())
+    assert len(catalog.timeline_numbers([f"SOLO-{n}" for n in range(4_300)])[1]) > 4_096
