@@ -115,11 +115,25 @@ def _raw_consume_insert(bootstrap: str, warehouse: Warehouse, record_type: type,
     return elapsed
 
 
-def _wait_until(pipeline: LocalPipeline, groups: dict[str, list[str]], done: Callable[[], bool]) -> None:
+def _wait_until(
+    pipeline: LocalPipeline,
+    groups: dict[str, list[str]],
+    done: Callable[[], bool],
+    caught_up: dict[str, float] | None = None,
+    started: float = 0.0,
+) -> None:
+    """Wait for every group's committed lag to be zero and ``done()``; ``caught_up`` gets, per group,
+    the seconds since ``started`` at which its lag last became zero."""
     while True:
         pipeline.check_alive()
-        lags = [committed_lag(pipeline.client_config, group, topics) for group, topics in groups.items()]
-        if all(sum(lag.values()) == 0 for lag in lags) and done():
+        lags = {group: committed_lag(pipeline.client_config, group, topics) for group, topics in groups.items()}
+        if caught_up is not None:
+            for group, lag in lags.items():
+                if sum(lag.values()):
+                    caught_up.pop(group, None)
+                else:
+                    caught_up.setdefault(group, round(time.perf_counter() - started, 2))
+        if all(sum(lag.values()) == 0 for lag in lags.values()) and done():
             return
         time.sleep(0.2)
 
@@ -151,7 +165,9 @@ def pipeline_rates(quick: bool) -> BenchResult:
         _start_and_probe(pipeline, probe, TELEMETRY_SAMPLES.name, "telemetry_samples")
         started = time.perf_counter()
         _produce_polls(pipeline.bootstrap, devices, interfaces, polls, TELEMETRY_SAMPLES.name)
+        produced = time.perf_counter() - started
         config = pipeline.config
+        caught_up: dict[str, float] = {}
         _wait_until(
             pipeline,
             {
@@ -159,9 +175,13 @@ def pipeline_rates(quick: bool) -> BenchResult:
                 config.streams.app_id: [TELEMETRY_SAMPLES.name],
             },
             lambda: int(wh.query("SELECT count() FROM interface_rates_1m FINAL").rows[0][0]) >= windows,
+            caught_up,
+            started,
         )
         elapsed = time.perf_counter() - started
         stored = int(wh.query("SELECT count() FROM telemetry_samples WHERE device != 'probe'").rows[0][0])
+        # Emissions of the windows, revisions included (an idle flush emits a window before it closes).
+        emitted = int(wh.query("SELECT count() FROM interface_rates_1m WHERE device != 'probe'").rows[0][0])
     return BenchResult(
         value=samples / elapsed,
         unit="samples/s",
@@ -174,7 +194,14 @@ def pipeline_rates(quick: bool) -> BenchResult:
             "samples": samples,
             "windows": windows,
             "samples_stored": stored,
+            "window_rows_inserted": emitted,
             "seconds": round(elapsed, 2),
+            # Of which producing the backlog (the collectors' side, in this process); when the worker's
+            # and the sink's committed offsets last caught up (the sink then still waits for the windows
+            # of the last minute, which the worker emits once the devices fall idle).
+            "produce_seconds": round(produced, 2),
+            "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
+            "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
             "baseline_seconds": round(baseline_s, 2),
         },
     )

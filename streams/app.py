@@ -17,7 +17,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -25,13 +25,14 @@ import msgspec
 from confluent_kafka import Producer
 
 from collectors.publish import producer_config
-from models.codec import RecordCodec, codec_for, dead_letter_for, encode, encode_many
+from models.codec import DecodeFailure, codec_for, dead_letter_for, encode, encode_many
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
 from rating import load_catalog, rate_usage
 from rating.state import RatingState, split_state_key
-from streams.rates import apply_samples, device_watermark, emit_windows
+from streams.rates import DeviceState, apply_batch, decode_state, encode_state, flush_windows
+from warehouse.sink import WholeMessageCodec
 
 log = logging.getLogger("ossbss.streams")
 
@@ -80,25 +81,26 @@ class StreamStats:
 
 class DeviceStates:
     """Per-device rate state: decoded once and cached here, written back to the changelog-backed table
-    as msgpack after each batch that changed it, so a restarted worker recovers it from Kafka."""
+    after each batch that changed it (see ``streams.rates.encode_state``), so a restarted worker
+    recovers it from Kafka. State written by an older build (a msgpack dict) is read and converted."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self.cache: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, DeviceState] = {}
         # When (monotonic clock) each device last sent samples: idle devices get their windows flushed.
         self.last_seen: dict[str, float] = {}
-        self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
-    def get(self, device: str) -> dict[str, Any]:
-        state = self.cache.get(device)
-        if state is None:
-            raw = self.table.get(device.encode())
-            state = self.cache[device] = self._decoder.decode(raw) if raw else {}
-        return state
+    def load(self, devices: Iterable[str]) -> None:
+        """Bring these devices' states into the cache (from the table when not there yet)."""
+        cache = self.cache
+        for device in devices:
+            if device not in cache:
+                raw = self.table.get(device.encode())
+                if raw:
+                    cache[device] = decode_state(raw)
 
-    def put(self, device: str, state: dict[str, Any]) -> None:
-        self.table[device.encode()] = self._encoder.encode(state)
+    def put(self, device: str) -> None:
+        self.table[device.encode()] = encode_state(self.cache[device])
 
     def idle(self, now: float, idle_s: float) -> list[str]:
         """Devices silent for ``idle_s`` since their last samples (each reported once per silence)."""
@@ -141,6 +143,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=8 * 1024 * 1024,
+        # The changelog of the rate state is most of what faust's own producer sends (a device's state
+        # after each batch). zstd (level 3 in aiokafka) shrinks it several times at ~0.8 GB/s; aiokafka's
+        # lz4 runs at level 9, four times slower.
+        producer_compression_type="zstd",
         broker_commit_interval=1.0,
         # A worker that dies (SIGKILL, lost host) is noticed after this long and its partitions move:
         # faust's default of 60 s would stall a restarted worker's recovery for a minute.
@@ -173,6 +179,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         use_partitioner=True,
     )
     sample_codec = codec_for(TelemetrySample)
+    # One decode per device poll, however many interfaces it has (see WholeMessageCodec).
+    decode_samples = WholeMessageCodec.like(sample_codec).decode_message
     usage_codec = codec_for(UsageRecord)
     catalog = load_catalog(config.rating.catalog or None)
     stats = StreamStats()
@@ -220,12 +228,14 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         outputs.send(DEAD_LETTERS.name, topic.encode(), encode(dl))
         stats.add(f"deadletter.{stage}")
 
-    def decode_events(events: list[Any], codec: RecordCodec, stage: str) -> Iterator[tuple[Any, list[Any]]]:
+    def decode_events(
+        events: list[Any], decode: Callable[[bytes | None], tuple[list[Any], list[DecodeFailure]]], stage: str
+    ) -> Iterator[tuple[Any, list[Any]]]:
         """(message, its records) for each event; whole messages or elements that fail are dead-lettered."""
         for event in events:
             msg = event.message
             try:
-                records, bad_elements = codec.decode_message(msg.value)
+                records, bad_elements = decode(msg.value)
             except ValueError as exc:
                 dead_letter(msg.value, msg.topic, msg.partition, msg.offset, stage, str(exc))
                 continue
@@ -241,22 +251,19 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                 )
             yield msg, records
 
-    def publish_windows(device: str, state: dict[str, Any], watermark: int, flush_open: bool) -> int:
-        windows = emit_windows(
-            device, state, watermark_ms=watermark, allowed_lateness_ms=lateness_ms, flush_open=flush_open
-        )
+    def publish_windows(device: str, windows: list[Any]) -> None:
         # One message per device emission (a JSON array), like the samples that produced it.
         for start in range(0, len(windows), 1000):
             outputs.send(INTERFACE_RATES_1M.name, device.encode(), encode_many(windows[start : start + 1000]))
-        return len(windows)
 
     @app.agent(samples_topic)
     async def interface_rates(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
         async for events in stream.take_events(config.streams.batch_size, within=config.streams.batch_within_s):
             by_device: dict[str, list[TelemetrySample]] = defaultdict(list)
-            origin: dict[str, tuple[int, int, int]] = {}
+            received: list[tuple[Any, list[TelemetrySample]]] = []
             horizon = int(time.time() * 1000) + future_ms
-            for msg, samples in decode_events(events, sample_codec, "interface_rates"):
+            for msg, samples in decode_events(events, decode_samples, "interface_rates"):
+                received.append((msg, samples))
                 for position, sample in enumerate(samples):
                     if sample.ts_ms > horizon:
                         dead_letter(
@@ -271,51 +278,56 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                         )
                         continue
                     by_device[sample.device].append(sample)
-                    origin[sample.id] = (msg.partition, msg.offset, position if len(samples) > 1 else -1)
+            states.load(by_device)
+            # Event time is per device: each device is its own source with its own clock and poll
+            # schedule, so one device's backlog never makes another device's samples late.
+            result = apply_batch(states.cache, by_device, allowed_lateness_ms=lateness_ms)
+            if result.late:
+                late_by_sample = {id(sample): watermark for sample, watermark in result.late}
+                for msg, samples in received:
+                    for position, sample in enumerate(samples):
+                        watermark = late_by_sample.get(id(sample))
+                        if watermark is None:
+                            continue
+                        dead_letter(
+                            encode(sample),
+                            TELEMETRY_SAMPLES.name,
+                            msg.partition,
+                            msg.offset,
+                            "interface_rates",
+                            f"late sample: ts_ms {sample.ts_ms} is older than the device's watermark {watermark} "
+                            f"minus the allowed lateness {lateness_ms} ms",
+                            element=position if len(samples) > 1 else -1,
+                        )
+            stats.add("samples.applied", result.applied)
+            stats.add("samples.duplicate", result.duplicates)
+            stats.add("counters.reset", result.resets)
+            stats.add("counters.wrap", result.wraps)
+            stats.add("devices.exact_path", result.exact_path)
+            for device, windows in result.windows.items():
+                publish_windows(device, windows)
             now = time.monotonic()
-            changed: list[tuple[str, dict[str, Any]]] = []
-            for device, samples in by_device.items():
-                state = states.get(device)
-                # Event time is per device: each device is its own source with its own clock and poll
-                # schedule, so one device's backlog never makes another device's samples late.
-                watermark = device_watermark(state)
-                result = apply_samples(state, samples, watermark_ms=watermark, allowed_lateness_ms=lateness_ms)
-                for late in result.late:
-                    part, off, position = origin[late.id]
-                    dead_letter(
-                        encode(late),
-                        TELEMETRY_SAMPLES.name,
-                        part,
-                        off,
-                        "interface_rates",
-                        f"late sample: ts_ms {late.ts_ms} is older than the device's watermark {watermark} minus "
-                        f"the allowed lateness {lateness_ms} ms",
-                        element=position,
-                    )
-                stats.add("samples.applied", result.applied)
-                stats.add("samples.duplicate", result.duplicates)
-                stats.add("counters.reset", result.resets)
-                stats.add("counters.wrap", result.wraps)
-                publish_windows(device, state, device_watermark(state), flush_open=False)
-                changed.append((device, state))
+            for device in by_device:
                 states.last_seen[device] = now
             await outputs.flush()
-            for device, state in changed:
-                states.put(device, state)
+            for device in by_device:
+                states.put(device)
 
     @app.timer(1.0)
     async def flush_idle_windows() -> None:
         # A device silent for idle_close_s emits its open windows, so dashboards see the last minute
         # even when it stops; late samples still within the lateness re-emit them with a higher revision.
-        emitted = []
-        for device in states.idle(time.monotonic(), config.streams.idle_close_s):
-            state = states.get(device)
-            if publish_windows(device, state, device_watermark(state), flush_open=True):
-                emitted.append((device, state))
+        idle = states.idle(time.monotonic(), config.streams.idle_close_s)
+        if not idle:
+            return
+        states.load(idle)
+        emitted = flush_windows(states.cache, idle, allowed_lateness_ms=lateness_ms, flush_open=True)
+        for device, windows in emitted.items():
+            publish_windows(device, windows)
         if emitted:
             await outputs.flush()
-            for device, state in emitted:
-                states.put(device, state)
+            for device in emitted:
+                states.put(device)
 
     @app.agent(usage_topic)
     async def rate_usage_agent(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
@@ -324,7 +336,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             # Where each record came from: (message, position in a batched message or -1).
             origins: list[tuple[Any, int]] = []
             now_ms = int(time.time() * 1000)
-            for msg, received in decode_events(events, usage_codec, "rating"):
+            for msg, received in decode_events(events, usage_codec.decode_message, "rating"):
                 batched = msg.value[:1] == b"["
                 for position, record in enumerate(received):
                     element = position if batched else -1
@@ -362,5 +374,15 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     async def log_stats() -> None:
         if stats.counts:
             log.info("streams: %s", dict(stats.counts))
+
+    @app.task
+    async def drop_debug_logging() -> None:
+        # faust's worker lowers the root logger to DEBUG for its startup spinner and leaves it there:
+        # every debug call in faust and aiokafka then builds a record that the handlers throw away
+        # (about 5% of the worker's time under load). Raise it back to what the handlers let through.
+        root = logging.getLogger()
+        levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
+        if levels:
+            root.setLevel(max(root.level, min(levels)))
 
     return app

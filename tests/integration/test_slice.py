@@ -285,10 +285,13 @@ def test_gnmi_simulators_are_streamed_by_the_gnmi_collector(finished_run):
     pipeline, summary, _ = finished_run
     assert summary.generated.gnmi_samples > 0
     rows = pipeline.warehouse.query(
-        "SELECT count(), uniqExact(device) FROM telemetry_samples WHERE source = 'gnmi'"
+        "SELECT count(), uniqExact(device) FROM telemetry_samples "
+        "WHERE source = 'gnmi' AND startsWith(device, 'gnmi-sim-')"
     ).rows
     # The collector's records are samples, plus the link changes `up` injects (fault events).
-    faults = pipeline.warehouse.query("SELECT count() FROM fault_events FINAL WHERE source = 'gnmi'").rows
+    faults = pipeline.warehouse.query(
+        "SELECT count() FROM fault_events FINAL WHERE source = 'gnmi' AND startsWith(device, 'gnmi-sim-')"
+    ).rows
     assert rows[0][0] + faults[0][0] == summary.generated.gnmi_samples and rows[0][1] == 2
     rates = pipeline.warehouse.query(
         "SELECT count(), min(in_bps_avg) FROM interface_rates_1m FINAL WHERE startsWith(device, 'gnmi-sim-')"

@@ -1,0 +1,69 @@
+"""The one-pass decode of device polls (worker and sink) gives what the samples codec gives, good input or bad."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from models.codec import MAX_RECORD_BYTES, codec_for, encode, encode_many
+from models.records import TelemetrySample
+from warehouse.sink import WholeMessageCodec
+
+
+def _poll(n: int, name: str = "ge-0/0/0") -> list[TelemetrySample]:
+    return [
+        TelemetrySample(
+            id=TelemetrySample.make_id("r1", i, 1_700_000_000_000),
+            device="r1",
+            if_index=i,
+            ts_ms=1_700_000_000_000,
+            if_name=name,
+            in_octets=i * 1000,
+            out_octets=2**64 - 1,
+        )
+        for i in range(n)
+    ]
+
+
+def _large() -> bytes:
+    value = encode_many(_poll(2000))
+    assert len(value) > MAX_RECORD_BYTES  # larger than one record may be: the case this decoder is for
+    return value
+
+
+def _with_element(raw: bytes) -> bytes:
+    value = _large()
+    return value[:-1] + b"," + raw + b"]"
+
+
+CASES = {
+    "small poll": encode_many(_poll(3)),
+    "large poll": _large(),
+    "one record": encode(_poll(1)[0]),
+    "large poll, one element invalid": _with_element(b'{"id":"x","device":"r1","if_index":-1,"ts_ms":5}'),
+    "large poll, one counter past 64 bits": _with_element(
+        b'{"id":"x","device":"r1","if_index":1,"ts_ms":5,"in_octets":18446744073709551616}'
+    ),
+    "large poll, one element too big": _with_element(
+        encode(_poll(1, name="x" * 250)[0]).replace(b'"x', b'"' + b"y" * MAX_RECORD_BYTES)
+    ),
+    "large poll, newer schema": _with_element(b'{"id":"x","v":99,"device":"r1","if_index":1,"ts_ms":5}'),
+    "malformed": _large()[:-10],
+    "null": None,
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_decoder_agrees_with_the_codec(name):
+    codec = codec_for(TelemetrySample)
+    value = CASES[name]
+    decoder = WholeMessageCodec.like(codec).decode_message
+    try:
+        want = codec.decode_message(value)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            decoder(value)
+        return
+    got = decoder(value)
+    assert got == want
