@@ -83,14 +83,25 @@ class RecordCodec(Generic[R]):
             return [self.decode(value)], []
         if len(value) > MAX_BATCH_MESSAGE_BYTES:
             raise ValueError(f"oversized message: {len(value)} bytes > {MAX_BATCH_MESSAGE_BYTES}")
-        # Fast path: the whole array in one call. Only when it fails are the elements taken one by one,
-        # to keep the good ones and say which element is bad and why.
+        # Fast path: the whole array in one call, accepted when every element is within the record
+        # limit (checked on the raw elements only when the message as a whole exceeds it). Only when
+        # that fails are the elements taken one by one, to keep the good ones and say which is bad.
         try:
             whole = self._list_decoder.decode(value)
-            if len(value) <= self.max_bytes and all(r.v <= SCHEMA_VERSION for r in whole):
-                return whole, []
         except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
+            whole = None
+        if (
+            whole is not None
+            and all(r.v <= SCHEMA_VERSION for r in whole)
+            and (
+                len(value) <= self.max_bytes or all(len(e) <= self.max_bytes for e in self._array_decoder.decode(value))
+            )
+        ):
+            return whole, []
+        return self.decode_elements(value)
+
+    def decode_elements(self, value: bytes) -> tuple[list[R], list[DecodeFailure]]:
+        """A batched message element by element: the good records, and each bad one with its reason."""
         try:
             elements = self._array_decoder.decode(value)
         except msgspec.DecodeError as exc:

@@ -32,7 +32,6 @@ from ossbss.config import Config
 from rating import load_catalog, rate_usage
 from rating.state import RatingState, split_state_key
 from streams.rates import DeviceState, apply_batch, decode_state, encode_state, flush_windows
-from warehouse.sink import WholeMessageCodec
 
 log = logging.getLogger("ossbss.streams")
 
@@ -179,8 +178,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         use_partitioner=True,
     )
     sample_codec = codec_for(TelemetrySample)
-    # One decode per device poll, however many interfaces it has (see WholeMessageCodec).
-    decode_samples = WholeMessageCodec.like(sample_codec).decode_message
+    decode_samples = sample_codec.decode_message  # one decode per device poll, however many interfaces
     usage_codec = codec_for(UsageRecord)
     catalog = load_catalog(config.rating.catalog or None)
     stats = StreamStats()

@@ -24,20 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from models.codec import (
-    MAX_BATCH_MESSAGE_BYTES,
-    DecodeFailure,
-    R,
-    RecordCodec,
     codec_for,
     dead_letter_for,
     encode,
 )
 from models.records import (
-    SCHEMA_VERSION,
     Alert,
     DeadLetter,
     FaultEvent,
@@ -61,38 +55,6 @@ from warehouse.base import QueryError, Warehouse, WarehouseUnavailable
 from warehouse.rows import columns_for
 
 log = logging.getLogger("ossbss.sink")
-
-
-class WholeMessageCodec(RecordCodec[R]):
-    """A record codec that decodes a valid batched message once, whatever its size.
-
-    ``RecordCodec.decode_message`` takes its one-call path only for a message within the size limit
-    of a single record; a larger one (a device poll of hundreds of interfaces, a full emission of rate
-    windows) is decoded twice: the whole array, then element by element to say which is bad. Here a
-    message whose whole decode succeeds is accepted when each element is within the record limit,
-    which is exactly what the element-by-element pass would conclude; anything else takes that pass,
-    with its reasons. (Both the sink and the stream worker use it.)
-    """
-
-    def __init__(self, record_type: type[R], max_bytes: int, *, batched: bool) -> None:
-        super().__init__(record_type, max_bytes, batched=batched)
-        self._whole: msgspec.json.Decoder[list[R]] = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
-        self._elements = msgspec.json.Decoder(list[msgspec.Raw])
-
-    @classmethod
-    def like(cls, codec: RecordCodec[R]) -> WholeMessageCodec[R]:
-        return cls(codec.record_type, codec.max_bytes, batched=codec.batched)
-
-    def decode_message(self, value: bytes | None) -> tuple[list[R], list[DecodeFailure]]:
-        limit = self.max_bytes
-        if self.batched and value is not None and value[:1] == b"[" and limit < len(value) <= MAX_BATCH_MESSAGE_BYTES:
-            try:
-                whole = self._whole.decode(value)
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                return super().decode_message(value)
-            if all(r.v <= SCHEMA_VERSION for r in whole) and all(len(e) <= limit for e in self._elements.decode(value)):
-                return whole, []
-        return super().decode_message(value)
 
 
 @dataclass(frozen=True)
@@ -143,7 +105,7 @@ class WarehouseSink:
         self.warehouse = warehouse
         self.config = config
         self.routes = {r.topic: r for r in routes}
-        self.codecs = {r.topic: WholeMessageCodec.like(codec_for(r.record_type)) for r in routes}
+        self.codecs = {r.topic: codec_for(r.record_type) for r in routes}
         self.stats = SinkStats()
         self.on_flush = on_flush
         self.consumer = Consumer(
