@@ -43,18 +43,30 @@ from ossbss.kafkautil import ensure_compacted_topic
 log = logging.getLogger("ossbss.assurance")
 
 STAGE = "assurance"
-CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024
+# A partition's state can reach tens of MB (about 4.5 KB per interface): it travels in chunks.
+CHECKPOINT_CHUNK_BYTES = 4 * 1024 * 1024
+CHECKPOINT_MAX_BYTES = 8 * 1024 * 1024
 INPUTS = (INTERFACE_RATES_1M.name, FAULT_EVENTS.name)
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
-    """One partition's state and the next input offset of each topic it reflects."""
+    """The manifest of one partition's checkpoint: the next input offset of each topic it reflects,
+    and how its state was written (``chunks`` messages keyed ``<group>/<partition>/<written_ms>/<i>``).
+
+    Chunks are written first and the manifest (keyed ``<group>/<partition>``) last, in one partition
+    of a compacted topic, so a reader that sees a manifest sees its chunks. Once a newer manifest is
+    on the broker the older one's chunks are deleted with tombstones; compaction then drops them.
+    """
 
     group: str
     partition: int
     offsets: dict[str, int]
-    state: bytes
     written_ms: int
+    chunks: int
+    size: int
+
+    def chunk_keys(self) -> list[bytes]:
+        return [f"{self.group}/{self.partition}/{self.written_ms}/{i}".encode() for i in range(self.chunks)]
 
 
 _checkpoint_encoder = msgspec.msgpack.Encoder()
@@ -102,6 +114,8 @@ class AssuranceWorker:
         self._faults = codec_for(FaultEvent)
         self._stop = threading.Event()
         self._last_checkpoint = time.monotonic()
+        self._undelivered = ""  # the last delivery error of a checkpoint message, if any
+        self._manifests: dict[int, Checkpoint] = {}  # the last checkpoint written or restored, per partition
         self.consumer = Consumer(
             {
                 **client_config,
@@ -220,13 +234,14 @@ class AssuranceWorker:
         if not alerts and not dead:
             return
         for alert in alerts:
-            self.producer.produce(ALERTS.name, encode(alert), alert.fingerprint.encode())
+            self.producer.produce(ALERTS.name, encode(alert), alert.fingerprint.encode(), on_delivery=self._delivered)
         for letter in dead:
-            self.producer.produce(DEAD_LETTERS.name, encode(letter), letter.topic.encode())
+            self.producer.produce(DEAD_LETTERS.name, encode(letter), letter.topic.encode(), on_delivery=self._delivered)
         remaining = self.producer.flush(60)
-        if remaining:
+        if remaining or self._undelivered:
             # Not acknowledged: stop before anything is checkpointed, so a restart processes them again.
-            raise RuntimeError(f"assurance: {remaining} alert(s) or dead letter(s) not delivered to Kafka")
+            error = self._undelivered or "timed out"
+            raise RuntimeError(f"assurance: alerts or dead letters not delivered to Kafka ({error}); not committed")
         done_ms = int(self.clock() * 1000)
         for alert in alerts:
             if alert.status == "firing" and alert.updated_ms:
@@ -246,16 +261,32 @@ class AssuranceWorker:
         self._last_checkpoint = time.monotonic()
         commits: list[TopicPartition] = []
         now_ms = int(self.clock() * 1000)
+        written: dict[int, Checkpoint] = {}
         for partition in partitions:
             state = self.partitions.get(partition)
             if state is None:
                 continue
             offsets = {t: self.positions[(t, partition)] for t in self.inputs if (t, partition) in self.positions}
-            point = Checkpoint(self.config.group_id, partition, offsets, state.snapshot(), now_ms)
-            self.producer.produce(ASSURANCE_CHECKPOINTS.name, _checkpoint_encoder.encode(point), self._key(partition))
+            data = state.snapshot()
+            step = CHECKPOINT_CHUNK_BYTES
+            pieces = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+            point = Checkpoint(self.config.group_id, partition, offsets, now_ms, len(pieces), len(data))
+            for key, piece in zip(point.chunk_keys(), pieces, strict=True):
+                self._produce_checkpoint(key, piece)
+            self._produce_checkpoint(self._key(partition), _checkpoint_encoder.encode(point))
+            written[partition] = point
             commits += [TopicPartition(t, partition, o) for t, o in offsets.items()]
-        if self.producer.flush(60):
-            raise RuntimeError("assurance: a checkpoint was not delivered to Kafka; offsets not committed")
+        if self.producer.flush(60) or self._undelivered:
+            error, self._undelivered = self._undelivered or "timed out", ""
+            raise RuntimeError(f"assurance: a checkpoint was not delivered to Kafka ({error}); offsets not committed")
+        # The new manifests are on the broker: the chunks of the ones they replace can go.
+        for partition, point in written.items():
+            previous = self._manifests.get(partition)
+            if previous is not None and previous.written_ms != point.written_ms:
+                for key in previous.chunk_keys():
+                    self._produce_checkpoint(key, None)
+            self._manifests[partition] = point
+        self.producer.poll(0)
         self.stats.checkpoints += 1
         if commits:
             try:
@@ -263,39 +294,69 @@ class AssuranceWorker:
             except Exception as exc:  # the checkpoint holds the offsets; the group commit only feeds lag metrics
                 log.warning("assurance: offset commit failed (%s); the checkpoint has them", exc)
 
+    def _produce_checkpoint(self, key: bytes, value: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(ASSURANCE_CHECKPOINTS.name, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._undelivered = str(err)
+
     def _key(self, partition: int) -> bytes:
         return f"{self.config.group_id}/{partition}".encode()
 
-    def _load_checkpoints(self, partitions: set[int]) -> dict[int, Checkpoint]:
-        """The newest checkpoint of each partition in ``partitions`` (the topic is read to its end)."""
+    def _load_checkpoints(self, partitions: set[int]) -> dict[int, tuple[Checkpoint, bytes]]:
+        """The newest complete checkpoint of each partition in ``partitions`` (the topic is read to its end)."""
         reader = Consumer(
             {**self.client_config, "group.id": f"{self.config.group_id}-restore", "enable.auto.commit": False}
         )
-        found: dict[int, Checkpoint] = {}
+        manifests: dict[int, Checkpoint] = {}
+        chunks: dict[bytes, bytes] = {}
         try:
             tp = TopicPartition(ASSURANCE_CHECKPOINTS.name, 0)
             low, high = reader.get_watermark_offsets(tp, timeout=10)
             if high <= low:
-                return found
+                return {}
             reader.assign([TopicPartition(ASSURANCE_CHECKPOINTS.name, 0, OFFSET_BEGINNING)])
             wanted = {self._key(p) for p in partitions}
+            prefixes = tuple(key + b"/" for key in wanted)
             position = low
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 300
             while position < high:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"assurance: could not read {ASSURANCE_CHECKPOINTS.name} to its end ({position} of {high})"
                     )
-                for msg in reader.consume(1000, timeout=5):
-                    value = msg.value()
-                    if msg.error() or value is None:
+                for msg in reader.consume(1000, timeout=1):
+                    if msg.error():
                         continue
                     position = (msg.offset() or 0) + 1
-                    if msg.key() in wanted:
+                    key, value = msg.key() or b"", msg.value()
+                    if key in wanted and value is not None:
                         point = _checkpoint_decoder.decode(value)
-                        found[point.partition] = point
+                        manifests[point.partition] = point
+                    elif key.startswith(prefixes):
+                        if value is None:
+                            chunks.pop(key, None)
+                        else:
+                            chunks[key] = value
         finally:
             reader.close()
+        found: dict[int, tuple[Checkpoint, bytes]] = {}
+        for partition, point in manifests.items():
+            keys = point.chunk_keys()
+            if not all(k in chunks for k in keys):
+                log.warning("assurance: the checkpoint of partition %d is incomplete; starting it afresh", partition)
+                continue
+            data = b"".join(chunks[k] for k in keys)
+            if len(data) != point.size:
+                log.warning("assurance: the checkpoint of partition %d has the wrong size; starting afresh", partition)
+                continue
+            found[partition] = (point, data)
         return found
 
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
@@ -303,9 +364,11 @@ class AssuranceWorker:
         new = {p for p in numbers if p not in self.partitions}
         points = self._load_checkpoints(new) if new else {}
         for p in new:
-            point = points.get(p)
-            if point is not None:
-                self.partitions[p] = PartitionAssurance.restore(self.config, point.state, partition=p)
+            restored = points.get(p)
+            if restored is not None:
+                point, data = restored
+                self._manifests[p] = point
+                self.partitions[p] = PartitionAssurance.restore(self.config, data, partition=p)
                 for topic, offset in point.offsets.items():
                     self.positions[(topic, p)] = offset
                 self.stats.restored += 1
@@ -325,6 +388,7 @@ class AssuranceWorker:
         self.checkpoint(numbers)
         for p in numbers:
             self.partitions.pop(p, None)
+            self._manifests.pop(p, None)
             for topic in self.inputs:
                 self.positions.pop((topic, p), None)
         consumer.unassign()

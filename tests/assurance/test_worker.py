@@ -17,7 +17,7 @@ from models.codec import encode, encode_many
 from models.records import Alert, DeadLetter, FaultEvent, InterfaceRate
 from models.topics import ALERTS, DEAD_LETTERS
 from ossbss.config import KafkaConfig
-from ossbss.kafkautil import ensure_topics
+from ossbss.kafkautil import ensure_compacted_topic, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +116,42 @@ def test_worker_alerts_dead_letters_and_resumes_from_its_checkpoint(kafka_bootst
     ]
     assert [a.status for a in alerts] == ["firing", "resolved"]
     assert alerts[1].id.rsplit(":", 1)[1] == "2" and alerts[1].fingerprint == alerts[0].fingerprint
+
+
+def test_a_large_state_is_checkpointed_in_chunks_and_restored_whole(
+    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assurance.worker as worker_module
+    from assurance.rules import WINDOW_MS, PartitionAssurance
+
+    monkeypatch.setattr(worker_module, "CHECKPOINT_CHUNK_BYTES", 4096)
+    client = KafkaConfig().client_config(kafka_bootstrap)
+    ensure_topics(client, 4)
+    ensure_compacted_topic(client, "assurance.checkpoints", worker_module.CHECKPOINT_MAX_BYTES)
+    config = assurance_config({"assurance": {"group_id": f"chunks-{unique}", "predict_faults": False}})
+    state = PartitionAssurance(config)
+    for minute in range(5):
+        windows = [
+            InterfaceRate(
+                id=f"c/{i}/{minute}", device=f"c{i // 8}", if_index=i % 8, samples=6, window_start_ms=minute * WINDOW_MS
+            )
+            for i in range(40)
+        ]
+        state.process(windows, [], (minute + 1) * WINDOW_MS)
+    writer = AssuranceWorker(client, config)
+    writer.partitions[2] = state
+    writer.positions[(writer.inputs[0], 2)] = 17
+    writer.checkpoint([2])
+    first = writer._manifests[2]
+    assert first.chunks > 3 and first.size == len(state.snapshot())
+    time.sleep(0.005)
+    writer.checkpoint([2])  # replaces the first: its chunks get tombstones
+    assert writer._manifests[2].written_ms != first.written_ms
+    writer.producer.flush(10)
+
+    reader = AssuranceWorker(client, config)
+    point, data = reader._load_checkpoints({2})[2]
+    assert point == writer._manifests[2] and point.offsets == {writer.inputs[0]: 17}
+    assert data == state.snapshot()
+    tombstoned = read_topic(client, "assurance.checkpoints", lambda v: True)
+    assert all(key not in tombstoned for key in first.chunk_keys())
