@@ -152,7 +152,7 @@ def describe_outputs(outputs: Sequence[AlertOutput]) -> str:
 def run_assurance_worker(config: Any, bootstrap: str) -> int:
     """Run until SIGTERM/Ctrl-C, with a status line every 30 s."""
     from ossbss.config import ConfigError
-    from ossbss.kafkautil import ensure_topics
+    from ossbss.kafkautil import KafkaUnavailable, ensure_topics
 
     try:
         section = assurance_config(config.extra)
@@ -163,7 +163,11 @@ def run_assurance_worker(config: Any, bootstrap: str) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"ossbss: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    ensure_topics(config.kafka.client_config(bootstrap), config.kafka.partitions)
+    try:
+        ensure_topics(config.kafka.client_config(bootstrap), config.kafka.partitions)
+    except KafkaUnavailable as exc:
+        print(f"ossbss: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
