@@ -337,7 +337,11 @@ class AssuranceWorker:
                     position = (msg.offset() or 0) + 1
                     key, value = msg.key() or b"", msg.value()
                     if key in wanted and value is not None:
-                        point = _checkpoint_decoder.decode(value)
+                        try:
+                            point = _checkpoint_decoder.decode(value)
+                        except msgspec.DecodeError as exc:  # ValidationError included: an older format
+                            log.warning("assurance: ignoring an unreadable checkpoint %r: %s", key, exc)
+                            continue
                         manifests[point.partition] = point
                     elif key.startswith(prefixes):
                         if value is None:
@@ -368,7 +372,14 @@ class AssuranceWorker:
             if restored is not None:
                 point, data = restored
                 self._manifests[p] = point
-                self.partitions[p] = PartitionAssurance.restore(self.config, data, partition=p)
+                try:
+                    self.partitions[p] = PartitionAssurance.restore(self.config, data, partition=p)
+                except Exception as exc:  # a state this release cannot read: relearn rather than stop for good
+                    log.warning(
+                        "assurance: cannot restore partition %d from its checkpoint (%s); starting afresh", p, exc
+                    )
+                    self.partitions[p] = self.state_factory(p)
+                    continue
                 for topic, offset in point.offsets.items():
                     self.positions[(topic, p)] = offset
                 self.stats.restored += 1

@@ -155,3 +155,18 @@ def test_a_large_state_is_checkpointed_in_chunks_and_restored_whole(
     assert data == state.snapshot()
     tombstoned = read_topic(client, "assurance.checkpoints", lambda v: True)
     assert all(key not in tombstoned for key in first.chunk_keys())
+
+
+def test_an_unreadable_checkpoint_is_ignored_not_fatal(kafka_bootstrap: str, unique: str) -> None:
+    import assurance.worker as worker_module
+
+    client = KafkaConfig().client_config(kafka_bootstrap)
+    ensure_compacted_topic(client, "assurance.checkpoints", worker_module.CHECKPOINT_MAX_BYTES)
+    config = assurance_config({"assurance": {"group_id": f"old-{unique}", "predict_faults": False}})
+    producer = Producer(client)
+    # A manifest of an older release (another shape) and plain garbage, under this group's keys.
+    old = msgspec.msgpack.encode({"group": f"old-{unique}", "partition": 0, "offsets": {}, "state": b"x"})
+    producer.produce("assurance.checkpoints", old, f"old-{unique}/0".encode())
+    producer.produce("assurance.checkpoints", b"\xc1garbage", f"old-{unique}/1".encode())
+    assert producer.flush(10) == 0
+    assert AssuranceWorker(client, config)._load_checkpoints({0, 1}) == {}
