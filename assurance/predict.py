@@ -66,7 +66,18 @@ __all__ = [
 
 WINDOW_MINUTES = 60
 DEFAULT_HORIZON_S = 1800
-DEFAULT_MODEL_PATH = Path("var") / "assurance" / "fault_model.pkl"  # relative to the working directory
+
+
+def _default_model_path() -> Path:
+    """One cached model per user (training is deterministic): ``$OSSBSS_FAULT_MODEL``, else
+    ``$XDG_CACHE_HOME/ossbss/fault_model.pkl``, else ``~/.cache/ossbss/fault_model.pkl``."""
+    explicit = os.environ.get("OSSBSS_FAULT_MODEL")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ossbss" / "fault_model.pkl"
+
+
+DEFAULT_MODEL_PATH = _default_model_path()
 MODEL_FORMAT = 1
 DEFAULT_TRAINING_INTERFACES = 1200
 DEFAULT_VALIDATION_INTERFACES = 600
@@ -635,7 +646,7 @@ class FaultModel:
         horizon_s: int = DEFAULT_HORIZON_S,
         progress: Callable[[str], None] | None = None,
     ) -> FaultModel:
-        """The cached model at ``path`` (default ``var/assurance/fault_model.pkl``) if it is usable and has
+        """The cached model at ``path`` (default :data:`DEFAULT_MODEL_PATH`, a per-user cache) if it is usable and has
         this horizon; otherwise one trained on the built-in scenarios (seed 0, validated on seed 1),
         cached there. Deterministic: the same scenarios and seeds give the same model."""
         target = Path(path) if path is not None else DEFAULT_MODEL_PATH

@@ -34,6 +34,7 @@ def two_worker_run(tmp_path_factory: pytest.TempPathFactory):
     base = Config()
     config = dataclasses.replace(
         base,
+        extra={"assurance": {"enabled": False}},  # this test is about the stream worker; keep the cores for it
         var_dir=str(root / "var"),
         kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers, partitions=4),
         warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
