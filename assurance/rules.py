@@ -24,8 +24,6 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -48,14 +46,18 @@ _model_lock = threading.Lock()
 _shared_model: FaultModel | None = None
 
 
-def shared_fault_model(path: Path | None = None) -> FaultModel:
-    """The fault model, loaded from ``path`` (or trained from the built-in scenarios and cached there)
-    once per process; the first caller's path wins."""
+def shared_fault_model() -> FaultModel:
+    """The fault model, loaded from its per-user cache (or trained from the built-in scenarios and
+    cached there) once per process."""
     global _shared_model
     with _model_lock:
         if _shared_model is None:
-            _shared_model = FaultModel.default(path)
+            _shared_model = FaultModel.default()
         return _shared_model
+
+
+def _anomaly_config(config: AssuranceConfig) -> AnomalyConfig:
+    return AnomalyConfig(threshold=config.anomaly_threshold or AnomalyConfig().threshold)
 
 
 def engine_config(config: AssuranceConfig) -> EngineConfig:
@@ -115,8 +117,7 @@ class PartitionAssurance:
     ) -> None:
         self.config = config
         self.partition = partition
-        threshold = config.anomaly_threshold or AnomalyConfig().threshold
-        self.anomalies = anomalies or InterfaceAnomalies(AnomalyConfig(threshold=threshold))
+        self.anomalies = anomalies or InterfaceAnomalies(_anomaly_config(config))
         self.risk = risk if risk is not None else (RiskTracker(shared_fault_model()) if config.predict_faults else None)
         self.capacity = capacity or CapacityForecaster()
         self.engine = engine or AlertEngine(engine_config(config))
@@ -185,15 +186,10 @@ class PartitionAssurance:
     @classmethod
     def restore(cls, config: AssuranceConfig, data: bytes, *, partition: int = 0) -> PartitionAssurance:
         state = msgspec.msgpack.decode(data)
-        threshold = config.anomaly_threshold or AnomalyConfig().threshold
-        anomalies = InterfaceAnomalies.restore(state["anomalies"], replace(AnomalyConfig(), threshold=threshold))
-        engine = AlertEngine(engine_config(config))
-        engine.restore(state["engine"])
-        risk = None
-        if config.predict_faults:
-            risk = RiskTracker(shared_fault_model())
-            if state.get("risk"):
-                risk.restore(state["risk"])
-        capacity = CapacityForecaster()
-        capacity.restore(state["capacity"])
-        return cls(config, partition=partition, anomalies=anomalies, risk=risk, capacity=capacity, engine=engine)
+        anomalies = InterfaceAnomalies.restore(state["anomalies"], _anomaly_config(config))
+        restored = cls(config, partition=partition, anomalies=anomalies)
+        restored.engine.restore(state["engine"])
+        restored.capacity.restore(state["capacity"])
+        if restored.risk is not None and state.get("risk"):
+            restored.risk.restore(state["risk"])
+        return restored

@@ -33,7 +33,6 @@ from assurance.outputs import (
     TicketTemplates,
     WebhookSender,
 )
-from assurance.predict import DEFAULT_MODEL_PATH
 from assurance.rules import PartitionAssurance, shared_fault_model
 from assurance.worker import AssuranceWorker
 from models.records import Alert
@@ -159,7 +158,7 @@ def run_assurance_worker(config: Any, bootstrap: str) -> int:
         section = assurance_config(config.extra)
         if section.predict_faults:
             print("ossbss: loading the fault model (trained on simulator scenarios on first use) ...", file=sys.stderr)
-            shared_fault_model(DEFAULT_MODEL_PATH)
+            shared_fault_model()
         service = AssuranceService(config.kafka.client_config(bootstrap), section)
     except (ConfigError, ValueError) as exc:
         print(f"ossbss: invalid configuration: {exc}", file=sys.stderr)
