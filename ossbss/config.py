@@ -83,7 +83,7 @@ class StreamsConfig:
     # with a higher revision if late samples still arrive within the allowed lateness).
     idle_close_s: float = 5.0
     batch_size: int = 5000
-    batch_within_s: float = 0.5
+    batch_within_s: float = 0.25
     # A clock this far ahead of ours is a broken device or file, not the future: dead-lettered,
     # since one such timestamp would push the watermark ahead and make every honest sample late.
     max_future_skew_s: float = 300.0
@@ -107,7 +107,7 @@ class StreamsConfig:
 class SinkConfig:
     group_id: str = "ossbss-sink"
     batch_size: int = 50_000
-    flush_interval_s: float = 1.0
+    flush_interval_s: float = 0.5
     max_retry_backoff_s: float = 30.0
     # The pipeline's own metrics: written to ClickHouse pipeline_metrics every interval, and served
     # for Prometheus on 127.0.0.1:metrics_port/metrics (0: not served).

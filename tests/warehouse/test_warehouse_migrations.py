@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,32 @@ def test_split_statements_ignores_semicolons_in_strings_and_comments() -> None:
     assert len(statements) == 2
     assert statements[0].endswith("ENGINE = Memory")
     assert "'it''s; fine'" in statements[1]
+
+
+def test_rated_usage_inserted_at_is_the_insert_time_and_epoch_for_older_rows(
+    fresh_db: ChdbWarehouse, tmp_path: Path
+) -> None:
+    import time
+
+    from models.records import RatedUsage
+    from warehouse.rows import columns_for
+
+    def rated(row_id: str) -> RatedUsage:
+        return RatedUsage(
+            id=row_id, account="A", service="data", start_ms=0, end_ms=1, quantity=Decimal("1"), unit="MB",
+            amount=Decimal("0.01"), currency="EUR", plan="p", plan_version=1, rating_version=1, rated_at_ms=2,
+        )  # fmt: skip
+
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    (folder / "007_rated_usage_inserted_at.sql").unlink()
+    apply_migrations(fresh_db, folder)
+    fresh_db.insert_columns("rated_usage", columns_for("rated_usage", [rated("before")]))
+    assert apply_migrations(fresh_db) == ["007_rated_usage_inserted_at.sql"]
+    started = time.time()
+    fresh_db.insert_columns("rated_usage", columns_for("rated_usage", [rated("after")]))
+    rows = dict(
+        fresh_db.query("SELECT id, toUnixTimestamp64Milli(inserted_at) FROM rated_usage ORDER BY id").rows  # type: ignore[arg-type]
+    )
+    assert rows["before"] == 0  # unknown, not the time of the query
+    assert started - 5 <= rows["after"] / 1000 <= time.time() + 1
