@@ -87,6 +87,10 @@ class AssuranceConfig:
     alertmanager_url: str = ""
     # Alertmanager forgets a firing alert that is not posted again within its resolve_timeout.
     alertmanager_resend_s: float = 60.0
+    # The worker's own metrics (windows, fault events, alerts, dead letters, checkpoints, alert latency,
+    # per-output deliveries) for Prometheus on metrics_host:metrics_port/metrics (0: not served).
+    metrics_port: int = 9465
+    metrics_host: str = "127.0.0.1"
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     tickets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -116,6 +120,8 @@ class AssuranceConfig:
         for name in ("checkpoint_interval_s", "alertmanager_resend_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"assurance.{name}", "must be > 0")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("assurance.metrics_port", "must be a TCP port (0 turns the endpoint off)")
         if self.alertmanager_url and not self.alertmanager_url.startswith(("http://", "https://")):
             raise ConfigError("assurance.alertmanager_url", "must be an http:// or https:// URL")
         self.webhook_outputs()

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from assurance.config import AssuranceConfig, assurance_config
@@ -36,6 +37,7 @@ from assurance.outputs import (
 from assurance.rules import PartitionAssurance, shared_fault_model
 from assurance.worker import AssuranceWorker
 from models.records import Alert
+from ossbss.prometheus import gauge_text, serve_metrics
 
 log = logging.getLogger("ossbss.assurance")
 
@@ -84,6 +86,7 @@ class AssuranceService:
         self._worker_thread = threading.Thread(target=self._run_worker, name="assurance", daemon=True)
         self._started = threading.Event()
         self.error: BaseException | None = None
+        self.metrics_server: ThreadingHTTPServer | None = None
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -102,7 +105,41 @@ class AssuranceService:
         self._loop_thread.start()
         self._started.wait(10)
         self._worker_thread.start()
+        if self.config.metrics_port:
+            host, port = self.config.metrics_host, self.config.metrics_port
+            self.metrics_server = serve_metrics(self.prometheus_text, host, port)
         return self
+
+    @property
+    def metrics_port(self) -> int | None:
+        server = self.metrics_server
+        return server.server_address[1] if server is not None else None
+
+    def prometheus_text(self) -> str:
+        """The worker's counters and the outputs' deliveries, as Prometheus gauges."""
+        st = self.worker.stats
+        group = {"group": self.config.group_id}
+        samples: list[tuple[str, dict[str, str], float]] = [
+            ("ossbss_assurance_windows", group, st.rates),
+            ("ossbss_assurance_fault_events", group, st.faults),
+            ("ossbss_assurance_alert_changes", group, st.alerts),
+            ("ossbss_assurance_dead_letters", group, st.dead_letters),
+            ("ossbss_assurance_checkpoints", group, st.checkpoints),
+            ("ossbss_assurance_partitions", group, len(self.worker.partitions)),
+        ]
+        latencies = sorted(st.alert_latency_s)
+        if latencies:
+            for q in (0.5, 0.99):
+                value = latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+                samples.append(("ossbss_assurance_alert_latency_seconds", {**group, "quantile": f"{q:g}"}, value))
+        for name, out in self.dispatcher.stats.items():
+            labels = {**group, "output": name}
+            samples += [
+                ("ossbss_alert_output_sent", labels, out.sent),
+                ("ossbss_alert_output_failed", labels, out.failed),
+                ("ossbss_alert_output_dropped", labels, out.dropped),
+            ]
+        return gauge_text(samples)
 
     @property
     def alive(self) -> bool:
@@ -112,6 +149,10 @@ class AssuranceService:
         self._worker_thread.join(timeout)
 
     def stop(self, drain_s: float = 10.0) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         self.worker.stop()
         self._worker_thread.join(60)
         if self._loop_thread.is_alive():
@@ -178,6 +219,12 @@ def run_assurance_worker(config: Any, bootstrap: str) -> int:
         flush=True,
     )
     service.start()
+    if service.metrics_port:
+        print(
+            f"ossbss: assurance metrics on http://{section.metrics_host}:{service.metrics_port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
     last = time.monotonic()
     while not stop.wait(1.0) and service.alive:
         if time.monotonic() - last >= 30:

@@ -14,10 +14,11 @@ import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ossbss.kafkautil import committed_lag
+from ossbss.prometheus import gauge_text, serve_metrics
 from warehouse.base import Warehouse, WarehouseError
 from warehouse.rows import PipelineMetric, columns_for
 from warehouse.sink import WarehouseSink
@@ -107,44 +108,10 @@ class PipelineMetrics:
         return out
 
     def prometheus_text(self) -> str:
-        lines = []
-        seen: set[str] = set()
-        for m in self.latest:
-            name = f"ossbss_{m.metric}"
-            if name not in seen:
-                # Every value is a sampled gauge (the *_in/_out ones count records since the last sample).
-                lines.append(f"# TYPE {name} gauge")
-                seen.add(name)
-            labels = {"worker": self.worker, "stage": m.stage, **m.labels}
-            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-            lines.append(f"{name}{{{rendered}}} {m.value:g}")
-        return "\n".join(lines) + "\n"
+        # Every value is a sampled gauge (the *_in/_out ones count records since the last sample).
+        return gauge_text(
+            (f"ossbss_{m.metric}", {"worker": self.worker, "stage": m.stage, **m.labels}, m.value) for m in self.latest
+        )
 
     def _serve(self, host: str, port: int) -> None:
-        metrics = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/metrics":
-                    self.send_error(404, "try /metrics")
-                    return
-                body = metrics.prometheus_text().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            log.warning("Prometheus metrics not served: port %s: %s", port, exc)
-            return
-        threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        self._server = serve_metrics(self.prometheus_text, host, port)

@@ -32,6 +32,7 @@ from collectors.fleet import GnmiFleet
 from ossbss.config import KafkaConfig, SinkConfig
 from ossbss.kafkautil import ensure_topics
 from ossbss.localstack.alertmanager import AlertmanagerStackError, LocalAlertmanager
+from ossbss.localstack.kafka import free_port
 from warehouse import open_warehouse
 from warehouse.migrate import apply_migrations
 from warehouse.sink import DEFAULT_ROUTES, WarehouseSink
@@ -108,6 +109,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, monkey
         "flap_stable_s": 6,
         "checkpoint_interval_s": 2,
         "predict_faults": False,
+        "metrics_port": free_port(),
     }
     config = assurance_config({"assurance": settings})
     warehouse = open_warehouse(f"chdb://{root}/clickhouse")
@@ -166,6 +168,11 @@ def test_link_down_becomes_an_alert_in_alertmanager_and_a_signed_webhook(stack: 
     resolved = wait(lambda: [a for a in interface_alerts(stack, 2) if a["status"] == "resolved"], "the resolution")
     assert resolved[0]["fingerprint"] == firing[0]["fingerprint"]
     assert resolved[0]["ends_ms"] >= firing[0]["starts_ms"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.service.metrics_port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert 'ossbss_alert_output_sent{group="' in metrics and "ossbss_assurance_alert_latency_seconds" in metrics
+    alert_changes = [line for line in metrics.splitlines() if line.startswith("ossbss_assurance_alert_changes{")]
+    assert float(alert_changes[0].rsplit(" ", 1)[1]) >= 2
     wait(lambda: not am_alerts(stack.alertmanager, stack.device), "Alertmanager to show the alert resolved")
     wait(
         lambda: any(
