@@ -59,7 +59,9 @@ def crashed_run(tmp_path_factory: pytest.TempPathFactory):
 
 def test_drains_after_the_crash(crashed_run):
     pipeline, _, drained = crashed_run
-    assert drained, pipeline.drain_status
+    if not drained:  # say what the restarted worker was doing
+        log = Path(pipeline.worker_log).read_text(errors="replace").splitlines()[-40:]
+        pytest.fail(f"{pipeline.drain_status}\nlast lines of {pipeline.worker_log}:\n" + "\n".join(log))
 
 
 def test_every_interval_is_in_exactly_one_window_once(crashed_run):
