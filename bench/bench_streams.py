@@ -223,23 +223,28 @@ def pipeline_rates(quick: bool) -> BenchResult:
     )
 
 
+def _data_usage(prefix: str, numbers: range, end_ms: int, seconds: int) -> list[UsageRecord]:
+    """Data sessions of 10,000 accounts ending at ``end_ms``, numbered ``prefix-n``."""
+    return [
+        UsageRecord(
+            id=f"{prefix}-{n}",
+            account=f"ACC-{n * 7919 % 10_000:05d}",
+            service="data",
+            start_ms=end_ms - seconds * 1000,
+            end_ms=end_ms,
+            bytes_up=n * 1009 % 50_000_000,
+            bytes_down=n * 7127 % 500_000_000,
+        )
+        for n in numbers
+    ]
+
+
 def _produce_usage(bootstrap: str, count: int, topic: str) -> int:
     """Usage of 10,000 accounts, published as a collector does (batched per partition, 1000 at a time)."""
     now = int(time.time() * 1000)
     publisher = RecordPublisher(bootstrap)
     for first in range(0, count, 1000):
-        batch = [
-            UsageRecord(
-                id=f"bench-{topic}-{n}",
-                account=f"ACC-{n * 7919 % 10_000:05d}",
-                service="data",
-                start_ms=now - 60_000,
-                end_ms=now,
-                bytes_up=n * 1009 % 50_000_000,
-                bytes_down=n * 7127 % 500_000_000,
-            )
-            for n in range(first, min(first + 1000, count))
-        ]
+        batch = _data_usage(f"bench-{topic}", range(first, min(first + 1000, count)), now, 60)
         publisher.publish(topic, batch, key=lambda r: r.account)  # type: ignore[attr-defined]
     publisher.flush()
     return count
@@ -287,18 +292,7 @@ def _produce_paced(bootstrap: str, rate: float, seconds: float) -> tuple[int, fl
     while (elapsed := time.perf_counter() - started) < seconds:
         due = int(elapsed * rate) + per_slice
         if sent < due:
-            now = int(time.time() * 1000)
-            batch = [
-                UsageRecord(
-                    id=f"lat-{n}",
-                    account=f"ACC-{n * 7919 % 10_000:05d}",
-                    service="data",
-                    start_ms=now - 1000,
-                    end_ms=now,
-                    bytes_down=n * 7127 % 50_000_000,
-                )
-                for n in range(sent, due)
-            ]
+            batch = _data_usage("lat", range(sent, due), int(time.time() * 1000), 1)
             publisher.publish(USAGE_RECORDS.name, batch, key=lambda r: r.account)  # type: ignore[attr-defined]
             publisher.poll()
             sent = due
