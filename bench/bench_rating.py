@@ -7,6 +7,11 @@ volume and package pricing, plus a few records from unknown accounts that must b
 kernel rates columns (``rate_columns``) with a fresh allowance state per run; the baseline is the
 reference loop over the same kind of records. Before timing anything the bench checks, on a
 sample, that the kernel's rated records, refusals and allowance state equal the reference's.
+
+``rating_to_wire`` measures the rating agent's work per batch: usage records to the bytes it sends
+on ``usage.rated``, through the columnar wire edge (:mod:`rating.wire`) against the object path it
+replaced (``rate_usage`` and ``encode`` of each ``RatedUsage``), on the mixed month above and on the
+stream benchmark's data usage with the default catalog; it first checks that both give the same bytes.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from typing import Any
 import numpy as np
 
 from bench import BenchResult, benchmark
+from bench.bench_streams import data_usage
+from models.codec import encode
 from models.records import UsageRecord
 from rating import RatingState, load_catalog, rate_columns, rate_reference, rate_usage
 from rating.catalog import EXAMPLE_CATALOG
 from rating.columns import UsageColumns, to_columns
+from rating.wire import rate_usage_wire
 
 MONTH_START_MS = 1_717_200_000_000  # 2024-06-01T00:00:00Z
 MONTH_MS = 30 * 86_400_000
@@ -121,4 +129,68 @@ def bench_rating_kernel(quick: bool) -> BenchResult:
     )
 
 
-__all__ = ["bench_rating_kernel", "check_identical", "synthetic_usage"]
+def _rated_bytes_objects(records: list[UsageRecord], catalog: Any) -> tuple[list[bytes], list[bytes]]:
+    """What the stream agent did before the wire edge: rated records, then encode each."""
+    result = rate_usage(records, catalog, rated_at_ms=MONTH_START_MS, state=RatingState())
+    return [rated.account.encode() for rated in result.rated], [encode(rated) for rated in result.rated]
+
+
+def _rated_bytes_wire(records: list[UsageRecord], catalog: Any) -> tuple[list[bytes], list[bytes]]:
+    result = rate_usage_wire(records, catalog, rated_at_ms=MONTH_START_MS, state=RatingState())
+    return result.keys, result.values
+
+
+def _records_per_second(batches: list[list[UsageRecord]], catalog: Any, runs: int) -> tuple[float, float]:
+    """Best-of-``runs`` records/s of the object path and of the wire path, runs interleaved."""
+    best = {"objects": float("inf"), "wire": float("inf")}
+    paths = {"objects": _rated_bytes_objects, "wire": _rated_bytes_wire}
+    for batch in batches[:1]:
+        if paths["objects"](batch, catalog) != paths["wire"](batch, catalog):
+            raise AssertionError("the wire edge's bytes differ from encode() of the rated records")
+    for _ in range(runs):
+        for name, path in paths.items():
+            started = time.perf_counter()
+            for batch in batches:
+                path(batch, catalog)
+            best[name] = min(best[name], time.perf_counter() - started)
+    count = sum(len(batch) for batch in batches)
+    return count / best["objects"], count / best["wire"]
+
+
+@benchmark(
+    "rating_to_wire",
+    "usage records -> rated wire bytes, batches of 5000 as the rating agent: columnar edge vs RatedUsage + encode",
+)
+def bench_rating_to_wire(quick: bool) -> BenchResult:
+    batch_size, batches = 5_000, 2 if quick else 10
+    runs = 2 if quick else 5
+    example = load_catalog(EXAMPLE_CATALOG)
+    columns = to_columns(synthetic_usage(batch_size * batches, seed=13, accounts=5_000))
+    mixed = as_records(columns, batch_size * batches)
+    mixed_batches = [mixed[i : i + batch_size] for i in range(0, len(mixed), batch_size)]
+    # The stream benchmark's workload: data on the default catalog (one per-GB plan, 6 decimals).
+    default = load_catalog()
+    data_batches = [
+        data_usage("bench", range(first, first + batch_size), MONTH_START_MS + 60_000, 60)
+        for first in range(0, batch_size * batches, batch_size)
+    ]
+    mixed_objects, mixed_wire = _records_per_second(mixed_batches, example, runs)
+    data_objects, data_wire = _records_per_second(data_batches, default, runs)
+    return BenchResult(
+        value=mixed_wire,
+        unit="records/s",
+        baseline=mixed_objects,
+        ratio=mixed_wire / mixed_objects,
+        params={
+            "batch": batch_size,
+            "batches": batches,
+            "runs": runs,
+            "catalog": "rating/catalog.example.yaml (mixed usage)",
+            "default_catalog_data_wire": round(data_wire),
+            "default_catalog_data_objects": round(data_objects),
+            "default_catalog_data_ratio": round(data_wire / data_objects, 2),
+        },
+    )
+
+
+__all__ = ["bench_rating_kernel", "bench_rating_to_wire", "check_identical", "synthetic_usage"]

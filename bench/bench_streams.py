@@ -223,7 +223,7 @@ def pipeline_rates(quick: bool) -> BenchResult:
     )
 
 
-def _data_usage(prefix: str, numbers: range, end_ms: int, seconds: int) -> list[UsageRecord]:
+def data_usage(prefix: str, numbers: range, end_ms: int, seconds: int) -> list[UsageRecord]:
     """Data sessions of 10,000 accounts ending at ``end_ms``, numbered ``prefix-n``."""
     return [
         UsageRecord(
@@ -244,7 +244,7 @@ def _produce_usage(bootstrap: str, count: int, topic: str) -> int:
     now = int(time.time() * 1000)
     publisher = RecordPublisher(bootstrap)
     for first in range(0, count, 1000):
-        batch = _data_usage(f"bench-{topic}", range(first, min(first + 1000, count)), now, 60)
+        batch = data_usage(f"bench-{topic}", range(first, min(first + 1000, count)), now, 60)
         publisher.publish(topic, batch, key=lambda r: r.account)  # type: ignore[attr-defined]
     publisher.flush()
     return count
@@ -292,7 +292,7 @@ def _produce_paced(bootstrap: str, rate: float, seconds: float) -> tuple[int, fl
     while (elapsed := time.perf_counter() - started) < seconds:
         due = int(elapsed * rate) + per_slice
         if sent < due:
-            batch = _data_usage("lat", range(sent, due), int(time.time() * 1000), 1)
+            batch = data_usage("lat", range(sent, due), int(time.time() * 1000), 1)
             publisher.publish(USAGE_RECORDS.name, batch, key=lambda r: r.account)  # type: ignore[attr-defined]
             publisher.poll()
             sent = due

@@ -2,10 +2,12 @@
 
 Two entry points share one kernel:
 
-- :func:`rate_usage` takes and returns records (what the stream agent uses);
+- :func:`rate_usage` takes and returns records;
 - :func:`rate_columns` takes and returns columns (numpy arrays), for bulk work and benchmarks,
   with amounts as int64 scaled by ``10**AMOUNT_SCALE``; convert to records only at the edge with
-  :func:`rated_from_columns`.
+  :func:`rated_from_columns`, or straight to the bytes on the wire with
+  :func:`rating.wire.wire_from_columns` (what the stream agent sends, through
+  :func:`rating.wire.rate_usage_wire`: the same records, without building them as objects).
 
 Both price with the vectorised kernel and hand any plan the kernel cannot hold in int64 to the
 per-record reference, which defines the results; the two agree exactly (tests hold them to it).

@@ -29,8 +29,9 @@ from models.codec import DecodeFailure, codec_for, dead_letter_for, encode, enco
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
-from rating import load_catalog, rate_usage
+from rating import load_catalog
 from rating.state import RatingState, split_state_key
+from rating.wire import rate_usage_wire
 from streams.rates import DeviceState, apply_batch, decode_state, encode_state, flush_windows
 
 log = logging.getLogger("ossbss.streams")
@@ -347,16 +348,19 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                     origins.append((msg, element))
             if not records:
                 continue
-            result = rate_usage(records, catalog, rated_at_ms=now_ms, state=rating_state[0])
+            # The rated records come out of the kernel's columns as wire bytes (no RatedUsage objects):
+            # exactly encode(rated) of rate_usage's records, keyed by account.
+            result = rate_usage_wire(records, catalog, rated_at_ms=now_ms, state=rating_state[0])
             for index, reason in result.failures:
                 msg, element = origins[index]
                 payload = encode(records[index]) if element >= 0 else msg.value
                 dead_letter(payload, msg.topic, msg.partition, msg.offset, "rating", reason, element=element)
-            for rated in result.rated:
-                outputs.send(USAGE_RATED.name, rated.account.encode(), encode(rated))
+            send, topic = outputs.send, USAGE_RATED.name
+            for key, value in zip(result.keys, result.values, strict=True):
+                send(topic, key, value)
             await outputs.flush()
             save_allowances()
-            stats.add("usage.rated", len(result.rated))
+            stats.add("usage.rated", len(result.values))
 
     def usage_time_problem(record: UsageRecord, now_ms: int) -> str:
         if record.start_ms > now_ms + future_ms:
