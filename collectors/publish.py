@@ -19,6 +19,8 @@ from models.topics import BATCHED_TOPICS
 
 # At most this many records in one batched message (a large chassis has a few hundred interfaces).
 MAX_GROUP = 1000
+# ... and at most about this many bytes, well under the broker's default message limit (1 MB).
+MAX_GROUP_BYTES = 512 * 1024
 
 
 class PublishError(RuntimeError):
@@ -54,14 +56,60 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+class KeyPartitions:
+    """The partition Kafka's default partitioner (murmur2) gives each key, remembered: murmur2 is pure
+    Python, and devices and accounts recur."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, dict[bytes, int]] = {}  # by partition count, then key
+
+    def table(self, partitions: int) -> Callable[[bytes], int]:
+        """A function key -> partition for a topic of ``partitions`` partitions."""
+        cache = self._cache.setdefault(partitions, {})
+
+        def partition_of(key: bytes) -> int:
+            partition = cache.get(key)
+            if partition is None:
+                if len(cache) > 200_000:
+                    cache.clear()  # bounded: keys are devices or accounts, and both sets are finite
+                partition = cache[key] = (murmur2(key) & 0x7FFFFFFF) % partitions
+            return partition
+
+        return partition_of
+
+
+def grouped_by_partition(
+    keys: Iterable[bytes], values: Iterable[bytes], partition_of: Callable[[bytes], int]
+) -> list[tuple[int, bytes, bytes]]:
+    """Encoded records as batched messages: ``(partition, key, JSON array)``, at most MAX_GROUP records
+    (and about MAX_GROUP_BYTES) each, every record on the partition its own key goes to (the message's
+    key is one of theirs)."""
+    groups: dict[int, tuple[bytes, list[bytes]]] = {}
+    for key, value in zip(keys, values, strict=True):
+        partition = partition_of(key)
+        group = groups.get(partition)
+        if group is None:
+            group = groups[partition] = (key, [])
+        group[1].append(value)
+    messages: list[tuple[int, bytes, bytes]] = []
+    for partition, (key, members) in groups.items():
+        low, size = 0, 0
+        for high, member in enumerate(members):
+            if high > low and (high - low >= MAX_GROUP or size + len(member) > MAX_GROUP_BYTES):
+                messages.append((partition, key, b"[" + b",".join(members[low:high]) + b"]"))
+                low, size = high, 0
+            size += len(member) + 1
+        messages.append((partition, key, b"[" + b",".join(members[low:]) + b"]"))
+    return messages
+
+
 class RecordPublisher:
     """Encodes records and produces them, keyed so that one device (or account) stays on one partition."""
 
     def __init__(self, bootstrap_servers: str, **overrides: Any) -> None:
         self._producer = Producer(producer_config(bootstrap_servers, **overrides))
         self._partition_counts: dict[str, int] = {}
-        # murmur2 is pure Python: remember each key's partition (devices and accounts recur).
-        self._partition_cache: dict[int, dict[bytes, int]] = {}  # by partition count, then key
+        self._key_partitions = KeyPartitions()
         self.delivered = 0
         self.failed = 0
         self._last_error = ""
@@ -93,14 +141,10 @@ class RecordPublisher:
         partitions = self._partitions(topic)
         groups: dict[int, tuple[bytes, list[Record]]] = {}
         count = 0
-        cache = self._partition_cache.setdefault(partitions, {})
+        partition_of = self._key_partitions.table(partitions)
         for record in records:
             k = key(record).encode()
-            partition = cache.get(k)
-            if partition is None:
-                if len(cache) > 200_000:
-                    cache.clear()  # bounded: keys are devices or accounts, and both sets are finite
-                partition = cache[k] = (murmur2(k) & 0x7FFFFFFF) % partitions
+            partition = partition_of(k)
             group = groups.get(partition)
             if group is None:
                 group = groups[partition] = (k, [])

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from models.records import SCHEMA_VERSION, DeadLetter, InterfaceRate, Record, TelemetrySample, UsageRecord
+from models.records import SCHEMA_VERSION, DeadLetter, InterfaceRate, RatedUsage, Record, TelemetrySample, UsageRecord
 
 R = TypeVar("R", bound=Record)
 
@@ -31,7 +31,7 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 
 # Record types whose topic carries one JSON array of records per message (one device poll), so a
 # stream stage pays the per-message cost once per poll instead of once per interface.
-BATCHED_RECORD_TYPES: frozenset[type] = frozenset({TelemetrySample, InterfaceRate, UsageRecord})
+BATCHED_RECORD_TYPES: frozenset[type] = frozenset({TelemetrySample, InterfaceRate, UsageRecord, RatedUsage})
 
 
 def encode(record: Record) -> bytes:

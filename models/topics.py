@@ -33,7 +33,9 @@ USAGE_RECORDS = Topic(
     "usage records as ingested (CDR/IPDR/accounting), batched per partition",
     batched=True,
 )
-USAGE_RATED = Topic("usage.rated", "account", "usage records priced by the rating engine")
+USAGE_RATED = Topic(
+    "usage.rated", "account", "usage records priced by the rating engine, batched per partition", batched=True
+)
 ALERTS = Topic("assurance.alerts", "fingerprint", "alert state changes (firing, resolved)")
 # Not in TOPICS: one partition, compacted, created by the assurance worker with a large message limit.
 ASSURANCE_CHECKPOINTS = Topic(

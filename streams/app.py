@@ -24,7 +24,7 @@ import faust
 import msgspec
 from confluent_kafka import Producer
 
-from collectors.publish import producer_config
+from collectors.publish import KeyPartitions, grouped_by_partition, producer_config
 from models.codec import DecodeFailure, codec_for, dead_letter_for, encode, encode_many
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
@@ -46,19 +46,30 @@ class OutputProducer:
         )
         self._failed = 0
         self._error = ""
+        self._partition_counts: dict[str, int] = {}
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self._failed += 1
             self._error = str(err)
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes, partition: int = -1) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._delivered)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: serve delivery reports to make room
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (asked of the broker once)."""
+        count = self._partition_counts.get(topic)
+        if count is None:
+            meta = self._producer.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise RuntimeError(f"topic {topic} is unknown to the broker: {meta.error if meta else 'missing'}")
+            count = self._partition_counts[topic] = len(meta.partitions)
+        return count
 
     async def flush(self, timeout: float = 120.0) -> None:
         loop = asyncio.get_running_loop()
@@ -250,6 +261,11 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                 )
             yield msg, records
 
+    key_partitions = KeyPartitions()
+
+    def rated_partition() -> Callable[[bytes], int]:
+        return key_partitions.table(outputs.partitions(USAGE_RATED.name))
+
     def publish_windows(device: str, windows: list[Any]) -> None:
         # One message per device emission (a JSON array), like the samples that produced it.
         for start in range(0, len(windows), 1000):
@@ -355,9 +371,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
                 msg, element = origins[index]
                 payload = encode(records[index]) if element >= 0 else msg.value
                 dead_letter(payload, msg.topic, msg.partition, msg.offset, "rating", reason, element=element)
-            send, topic = outputs.send, USAGE_RATED.name
-            for key, value in zip(result.keys, result.values, strict=True):
-                send(topic, key, value)
+            # Batched per partition (a JSON array, each record on its own account's partition): one
+            # message per partition and batch instead of one per record, for the broker and the sink.
+            for partition, key, value in grouped_by_partition(result.keys, result.values, rated_partition()):
+                outputs.send(USAGE_RATED.name, key, value, partition)
             await outputs.flush()
             save_allowances()
             stats.add("usage.rated", len(result.values))
