@@ -25,6 +25,17 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def latency(cls, p99_s: float, target_s: float, params: dict[str, Any]) -> BenchResult:
+        """A latency figure: p99 seconds, beside its target (ratio > 1 when under it)."""
+        return cls(
+            value=round(p99_s, 3),
+            unit="s p99",
+            baseline=target_s,
+            ratio=round(target_s / p99_s, 2) if p99_s > 0 else None,
+            params=params,
+        )
+
 
 BenchFn = Callable[[bool], BenchResult]  # called with quick=True for a short smoke run
 REGISTRY: dict[str, tuple[BenchFn, str]] = {}

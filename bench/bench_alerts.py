@@ -112,12 +112,10 @@ def alert_latency(quick: bool) -> BenchResult:
     hook = np.array(to_webhook)
     am = np.array(to_alertmanager)
     p99 = float(np.percentile(hook, 99))
-    return BenchResult(
-        value=round(p99, 3),
-        unit="s p99",
-        baseline=TARGET_P99_S,
-        ratio=round(TARGET_P99_S / p99, 2) if p99 > 0 else None,
-        params={
+    return BenchResult.latency(
+        p99,
+        TARGET_P99_S,
+        {
             "faults": faults,
             "webhook_p50_s": round(float(np.percentile(hook, 50)), 3),
             "webhook_p99_s": round(p99, 3),

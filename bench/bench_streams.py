@@ -328,12 +328,10 @@ def usage_rated_latency(quick: bool) -> BenchResult:
             "FROM rated_usage WHERE startsWith(id, 'lat-')"
         ).rows[0]
     p50, p99, worst = (float(v) / 1000 for v in row[:3])
-    return BenchResult(
-        value=round(p99, 3),
-        unit="s p99",
-        baseline=LATENCY_TARGET_P99_S,
-        ratio=round(LATENCY_TARGET_P99_S / p99, 2) if p99 > 0 else None,
-        params={
+    return BenchResult.latency(
+        p99,
+        LATENCY_TARGET_P99_S,
+        {
             "records": int(row[3]),
             "target_rate_per_s": rate,
             "achieved_rate_per_s": round(achieved),
