@@ -264,9 +264,13 @@ def _rerate_from_warehouse(args: argparse.Namespace, out: TextIO) -> int:
         return 0 if not newly_refused else 1
     from collectors.publish import RecordPublisher
     from models.topics import USAGE_RATED
+    from ossbss.kafkautil import ensure_topics
 
     bootstrap = _bootstrap_or_exit(config)
-    publisher = RecordPublisher(bootstrap, **config.kafka.client_config(bootstrap))
+    client_config = config.kafka.client_config(bootstrap)
+    # A keyed, batched topic: created with the pipeline's partition count when it does not exist yet.
+    ensure_topics(client_config, config.kafka.partitions, [USAGE_RATED.name])
+    publisher = RecordPublisher(bootstrap, **client_config)
     publisher.publish(USAGE_RATED.name, result.rows, key=lambda row: row.account)  # type: ignore[attr-defined]
     publisher.flush()
     print(

@@ -15,12 +15,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import pyarrow as pa
 
 # A column of a batch: a Python sequence, or a numpy array (handed to Arrow without a copy).
-ColumnValues = Sequence[Any] | np.ndarray
+ColumnValues: TypeAlias = Sequence[Any] | np.ndarray | pa.Array
 
 
 class WarehouseError(Exception):

@@ -120,7 +120,9 @@ def _decimal_values(values: Sequence[Any]) -> list[Decimal | int | None]:
     return out
 
 
-def _to_array(values: Sequence[Any] | np.ndarray, target: pa.DataType | None) -> pa.Array:
+def _to_array(values: Sequence[Any] | np.ndarray | pa.Array, target: pa.DataType | None) -> pa.Array:
+    if isinstance(values, pa.Array):  # converted already (rows.columns_for)
+        return values if target is None or values.type == target else values.cast(target)
     if target is None:
         return pa.array(values)
     if isinstance(values, np.ndarray):

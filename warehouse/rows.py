@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 
 from models.records import (
     Alert,
@@ -43,7 +44,7 @@ from models.topics import (
 )
 
 # What columns_for produces; a subtype of warehouse.base.ColumnValues, so it goes straight to insert_columns.
-Column = list[Any] | np.ndarray
+Column: TypeAlias = list[Any] | np.ndarray | pa.Array
 
 
 class PipelineMetric(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,8 +86,12 @@ TABLES = (*RECORD_TYPE_FOR_TABLE, *ROLLUP_TABLES)
 # quantity is Decimal(38, 9); the rating engine is exact to 9 decimals, anything finer is display noise.
 _QUANTITY_QUANTUM = Decimal("1e-9")
 
-# How a field becomes a column: "list" (as is), numpy dtype (non-null numbers), or a converter.
-Kind = str | Callable[[Any], Any]
+# How a field becomes a column: "list" (as is), numpy dtype (non-null numbers), or a converter of the
+# whole column (a list, an array or an Arrow array).
+Kind = str | Callable[[list[Any]], Any]
+
+
+_QUANTITY_TYPE = pa.decimal128(38, 9)
 
 
 def _quantity(value: Decimal) -> Decimal:
@@ -94,6 +99,15 @@ def _quantity(value: Decimal) -> Decimal:
     if isinstance(exponent, int) and exponent < -9:
         return value.quantize(_QUANTITY_QUANTUM, rounding=ROUND_HALF_EVEN)
     return value
+
+
+def _quantities(values: list[Any]) -> list[Any] | pa.Array:
+    """The quantity column: as an Arrow decimal at once when every value fits 9 decimals (what the
+    rating engine writes), else with the finer ones rounded half-even, value by value."""
+    try:
+        return pa.array(values, type=_QUANTITY_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return [_quantity(v) if isinstance(v, Decimal) else v for v in values]
 
 
 # table -> [(column, record field, kind)]
@@ -182,7 +196,7 @@ _SPECS: dict[str, list[tuple[str, str, Kind]]] = {
         ("service", "service", "list"),
         ("start", "start_ms", "int64"),
         ("end", "end_ms", "int64"),
-        ("quantity", "quantity", _quantity),
+        ("quantity", "quantity", _quantities),
         ("unit", "unit", "list"),
         ("amount", "amount", "list"),
         ("currency", "currency", "list"),
@@ -232,8 +246,8 @@ def _column(records: Sequence[Any], field: str, kind: Kind) -> Column:
     values = [getattr(r, field) for r in records]
     if kind == "list":
         return values
-    if callable(kind):
-        return [kind(v) for v in values]
+    if callable(kind):  # a converter of the whole column
+        return kind(values)
     # One C-level pass from the list; the driver then hands the buffer to Arrow without copying.
     return np.array(values, dtype=kind)
 
