@@ -4,7 +4,6 @@ doubles an interval), and every usage record rated exactly once."""
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import time
 from collections import Counter, defaultdict
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from ossbss.config import Config
 from ossbss.localstack.kafka import KafkaBroker
 from ossbss.pipeline import LocalPipeline
 from streams.rates import window_start
@@ -21,22 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def crashed_run(tmp_path_factory: pytest.TempPathFactory):
+def crashed_run(tmp_path_factory: pytest.TempPathFactory, stream_worker_config):
     root: Path = tmp_path_factory.mktemp("recovery")
     # A broker of its own: this test owns the default topic names from the first record on.
     broker = KafkaBroker(root / "kafka").start()
-    base = Config()
-    config = dataclasses.replace(
-        base,
-        extra={"assurance": {"enabled": False}},  # this test is about the stream worker; keep the cores for it
-        var_dir=str(root / "var"),
-        kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers),
-        warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
-        streams=dataclasses.replace(base.streams, idle_close_s=2.0, allowed_lateness_s=30.0, batch_within_s=0.2),
-        sink=dataclasses.replace(base.sink, flush_interval_s=0.5),
-        simulator=dataclasses.replace(base.simulator, devices=4, interfaces=3, interval_s=1.0, gnmi_devices=0),
-        usage=dataclasses.replace(base.usage, records_per_s=200, bad_every=0),
-    )
+    config = stream_worker_config(root, broker.bootstrap_servers, devices=4, records_per_s=200)
     pipeline = LocalPipeline(config, None)
     pipeline.start()
     try:

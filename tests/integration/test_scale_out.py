@@ -3,7 +3,6 @@ partitions, and every sample is still counted exactly once in interface_rates_1m
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from ossbss.config import Config
 from ossbss.localstack.kafka import KafkaBroker
 from ossbss.pipeline import LocalPipeline
 from streams.rates import window_start
@@ -28,21 +26,10 @@ def group_members(bootstrap: str, group: str) -> list[set[tuple[str, int]]]:
 
 
 @pytest.fixture(scope="module")
-def two_worker_run(tmp_path_factory: pytest.TempPathFactory):
+def two_worker_run(tmp_path_factory: pytest.TempPathFactory, stream_worker_config):
     root: Path = tmp_path_factory.mktemp("scaleout")
     broker = KafkaBroker(root / "kafka").start()
-    base = Config()
-    config = dataclasses.replace(
-        base,
-        extra={"assurance": {"enabled": False}},  # this test is about the stream worker; keep the cores for it
-        var_dir=str(root / "var"),
-        kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers, partitions=4),
-        warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
-        streams=dataclasses.replace(base.streams, idle_close_s=2.0, allowed_lateness_s=30.0, batch_within_s=0.2),
-        sink=dataclasses.replace(base.sink, flush_interval_s=0.5, metrics_port=0),
-        simulator=dataclasses.replace(base.simulator, devices=8, interfaces=3, interval_s=1.0, gnmi_devices=0),
-        usage=dataclasses.replace(base.usage, records_per_s=100, bad_every=0),
-    )
+    config = stream_worker_config(root, broker.bootstrap_servers, devices=8, records_per_s=100, partitions=4)
     pipeline = LocalPipeline(config, None)
     pipeline.start()
     second = subprocess.Popen(
