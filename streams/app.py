@@ -403,10 +403,26 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             return f"start_ms {record.start_ms} is older than the accepted {config.streams.max_usage_age_days:g} days"
         return ""
 
+    paused_ticks: dict[Any, int] = {}
+
     @app.timer(10.0)
     async def log_stats() -> None:
         if stats.counts:
             log.info("streams: %s", dict(stats.counts))
+        # faust pauses a partition while its stream buffer is full and resumes it when it drains; one
+        # paused for 30 s or more means that stream is stuck (seen once after a restart in the crash
+        # test): say which, at a level the worker's log keeps.
+        paused = set(getattr(app.consumer, "_paused_partitions", ()))
+        for tp in list(paused_ticks):
+            if tp not in paused:
+                del paused_ticks[tp]
+        stuck = []
+        for tp in paused:
+            paused_ticks[tp] = paused_ticks.get(tp, 0) + 1
+            if paused_ticks[tp] >= 3:
+                stuck.append(f"{tp.topic}/{tp.partition}")
+        if stuck:
+            log.warning("streams: partitions paused for 30 s or more: %s", ", ".join(sorted(stuck)))
 
     @app.task
     async def drop_debug_logging() -> None:
