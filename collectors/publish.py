@@ -56,6 +56,17 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def partition_count(producer: Producer, topic: str, known: dict[str, int], timeout: float) -> int:
+    """How many partitions ``topic`` has: asked of the broker once, then remembered in ``known``."""
+    count = known.get(topic)
+    if count is None:
+        meta = producer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise PublishError(0, f"topic {topic} is unknown to the broker: {meta.error if meta else 'missing'}")
+        count = known[topic] = len(meta.partitions)
+    return count
+
+
 class KeyPartitions:
     """The partition Kafka's default partitioner (murmur2) gives each key, remembered: murmur2 is pure
     Python, and devices and accounts recur."""
@@ -168,13 +179,7 @@ class RecordPublisher:
                 raise PublishError(len(members), str(exc)) from None
 
     def _partitions(self, topic: str) -> int:
-        count = self._partition_counts.get(topic)
-        if count is None:
-            meta = self._producer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                raise PublishError(0, f"topic {topic} is unknown to the broker: {meta.error if meta else 'missing'}")
-            count = self._partition_counts[topic] = len(meta.partitions)
-        return count
+        return partition_count(self._producer, topic, self._partition_counts, timeout=10)
 
     def produce_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue one already-encoded value, waiting for room when the local queue is full."""

@@ -17,14 +17,14 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
 import msgspec
 from confluent_kafka import Producer
 
-from collectors.publish import KeyPartitions, grouped_by_partition, producer_config
+from collectors.publish import KeyPartitions, grouped_by_partition, partition_count, producer_config
 from models.codec import DecodeFailure, codec_for, dead_letter_for, encode, encode_many
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
@@ -63,13 +63,7 @@ class OutputProducer:
 
     def partitions(self, topic: str) -> int:
         """How many partitions ``topic`` has (asked of the broker once)."""
-        count = self._partition_counts.get(topic)
-        if count is None:
-            meta = self._producer.list_topics(topic, timeout=30).topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                raise RuntimeError(f"topic {topic} is unknown to the broker: {meta.error if meta else 'missing'}")
-            count = self._partition_counts[topic] = len(meta.partitions)
-        return count
+        return partition_count(self._producer, topic, self._partition_counts, timeout=30)
 
     async def flush(self, timeout: float = 120.0) -> None:
         loop = asyncio.get_running_loop()
@@ -164,8 +158,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=8 * 1024 * 1024,
-        # The changelog of the rate state is most of what faust's own producer sends (a device's state
-        # after each batch). zstd (level 3 in aiokafka) shrinks it several times at ~0.8 GB/s; aiokafka's
+        # faust's own producer now sends only the rating state's changelog (the rate state goes through
+        # librdkafka, see DeviceStates). zstd (level 3 in aiokafka) shrinks it at ~0.8 GB/s; aiokafka's
         # lz4 runs at level 9, four times slower.
         producer_compression_type="zstd",
         broker_commit_interval=1.0,
@@ -278,10 +272,16 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     def rated_partition() -> Callable[[bytes], int]:
         return key_partitions.table(outputs.partitions(USAGE_RATED.name))
 
-    def publish_windows(device: str, windows: list[Any]) -> None:
-        # One message per device emission (a JSON array), like the samples that produced it.
-        for start in range(0, len(windows), 1000):
-            outputs.send(INTERFACE_RATES_1M.name, device.encode(), encode_many(windows[start : start + 1000]))
+    async def publish_and_save(windows: Mapping[str, list[Any]], devices: Iterable[str]) -> None:
+        """Send the windows, then the devices' states, each delivered before the next step."""
+        for device, emitted in windows.items():
+            # One message per device emission (a JSON array), like the samples that produced it.
+            for start in range(0, len(emitted), 1000):
+                outputs.send(INTERFACE_RATES_1M.name, device.encode(), encode_many(emitted[start : start + 1000]))
+        await outputs.flush()  # the windows first: no state may say "emitted" for a window that was lost
+        for device in devices:
+            states.put(device)
+        await outputs.flush()  # then the state, before faust may commit the batch's offsets
 
     @app.agent(samples_topic)
     async def interface_rates(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
@@ -331,15 +331,10 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             stats.add("counters.reset", result.resets)
             stats.add("counters.wrap", result.wraps)
             stats.add("devices.exact_path", result.exact_path)
-            for device, windows in result.windows.items():
-                publish_windows(device, windows)
             now = time.monotonic()
             for device in by_device:
                 states.last_seen[device] = now
-            await outputs.flush()  # the windows first: no state may say "emitted" for a window that was lost
-            for device in by_device:
-                states.put(device)
-            await outputs.flush()  # then the state, before faust may commit the batch's offsets
+            await publish_and_save(result.windows, by_device)
 
     @app.timer(1.0)
     async def flush_idle_windows() -> None:
@@ -350,13 +345,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             return
         states.load(idle)
         emitted = flush_windows(states.cache, idle, allowed_lateness_ms=lateness_ms, flush_open=True)
-        for device, windows in emitted.items():
-            publish_windows(device, windows)
         if emitted:
-            await outputs.flush()
-            for device in emitted:
-                states.put(device)
-            await outputs.flush()
+            await publish_and_save(emitted, emitted)
 
     @app.agent(usage_topic)
     async def rate_usage_agent(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
@@ -409,10 +399,12 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     async def log_stats() -> None:
         if stats.counts:
             log.info("streams: %s", dict(stats.counts))
-        # faust pauses a partition while its stream buffer is full and resumes it when it drains; one
-        # paused for 30 s or more means that stream is stuck (seen once after a restart in the crash
-        # test): say which, at a level the worker's log keeps.
-        paused = set(getattr(app.consumer, "_paused_partitions", ()))
+        # faust pauses an input partition while its stream buffer is full and resumes it when it drains;
+        # one paused for 30 s or more means that stream is stuck (the crash test once saw the usage
+        # stream stop after a restart): say which, at a level the worker's log keeps. (Changelog
+        # partitions stay paused after recovery by design: they are not inputs.)
+        inputs = (TELEMETRY_SAMPLES.name, USAGE_RECORDS.name)
+        paused = {tp for tp in getattr(app.consumer, "_paused_partitions", ()) if tp.topic in inputs}
         for tp in list(paused_ticks):
             if tp not in paused:
                 del paused_ticks[tp]
