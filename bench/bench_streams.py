@@ -154,6 +154,25 @@ def _wait_until(
         time.sleep(0.2)
 
 
+def _start_rating(pipeline: LocalPipeline) -> None:
+    """Start the worker and the sink, proven running by a usage record rated into ClickHouse."""
+    now = int(time.time() * 1000)
+    probe = UsageRecord(id="probe", account="ACC-00001", service="data", start_ms=now - 1000, end_ms=now)
+    _start_and_probe(pipeline, probe, USAGE_RECORDS.name, "rated_usage")
+
+
+def _wait_rated(pipeline: LocalPipeline, where: str, count: int) -> None:
+    """Wait until the worker and the sink have committed all usage and ``count`` rated rows matching
+    ``where`` are in ClickHouse."""
+    config, wh = pipeline.config, pipeline.warehouse
+    assert wh is not None
+    _wait_until(
+        pipeline,
+        {config.sink.group_id: [USAGE_RECORDS.name, USAGE_RATED.name], config.streams.app_id: [USAGE_RECORDS.name]},
+        lambda: int(wh.query(f"SELECT count() FROM rated_usage WHERE {where}").rows[0][0]) >= count,
+    )
+
+
 def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, topic: str) -> tuple[int, int]:
     """Polls every 10 s, all produced at once; returns (samples, expected rate windows)."""
     now = int(time.time() * 1000)
@@ -258,17 +277,10 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
         assert wh is not None
         _produce_usage(pipeline.bootstrap, count, BASELINE_TOPIC)
         baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, UsageRecord, "usage_records", count)
-        now = int(time.time() * 1000)
-        probe = UsageRecord(id="probe", account="ACC-00001", service="data", start_ms=now - 1000, end_ms=now)
-        _start_and_probe(pipeline, probe, USAGE_RECORDS.name, "rated_usage")
+        _start_rating(pipeline)
         started = time.perf_counter()
         _produce_usage(pipeline.bootstrap, count, USAGE_RECORDS.name)
-        config = pipeline.config
-        _wait_until(
-            pipeline,
-            {config.sink.group_id: [USAGE_RECORDS.name, USAGE_RATED.name], config.streams.app_id: [USAGE_RECORDS.name]},
-            lambda: int(wh.query("SELECT count() FROM rated_usage WHERE id != 'probe'").rows[0][0]) >= count,
-        )
+        _wait_rated(pipeline, "id != 'probe'", count)
         elapsed = time.perf_counter() - started
     return BenchResult(
         value=count / elapsed,
@@ -307,19 +319,13 @@ def usage_rated_latency(quick: bool) -> BenchResult:
     with _bench_pipeline() as pipeline:
         wh = pipeline.warehouse
         assert wh is not None
-        now = int(time.time() * 1000)
-        probe = UsageRecord(id="probe", account="ACC-00001", service="data", start_ms=now - 1000, end_ms=now)
-        _start_and_probe(pipeline, probe, USAGE_RECORDS.name, "rated_usage")
+        _start_rating(pipeline)
         # The producer runs in its own process, as a collector does: in this one it would hold the
         # interpreter lock against the sink (p99 2.4 s instead of 1.2 s, measured).
         with _collector_process() as collector:
             count, achieved = collector.submit(_produce_paced, pipeline.bootstrap, rate, seconds).result()
         config = pipeline.config
-        _wait_until(
-            pipeline,
-            {config.sink.group_id: [USAGE_RECORDS.name, USAGE_RATED.name], config.streams.app_id: [USAGE_RECORDS.name]},
-            lambda: int(wh.query("SELECT count() FROM rated_usage WHERE startsWith(id, 'lat-')").rows[0][0]) >= count,
-        )
+        _wait_rated(pipeline, "startsWith(id, 'lat-')", count)
         # inserted_at is set by the warehouse when the sink's INSERT runs (migration 007); `end` is when
         # the record was handed to the producer.
         latency = "toUnixTimestamp64Milli(inserted_at) - toUnixTimestamp64Milli(end)"
