@@ -85,20 +85,12 @@ class StreamStats:
 
 
 class DeviceStates:
-    """Per-device rate state: decoded once and cached here, written back after each batch that changed
-    it (see ``streams.rates.encode_state``), so a restarted worker recovers it from Kafka. State written
-    by an older build (a msgpack dict) is read and converted.
+    """Per-device rate state: decoded once and cached here, written back to the changelog-backed table
+    after each batch that changed it (see ``streams.rates.encode_state``), so a restarted worker
+    recovers it from Kafka. State written by an older build (a msgpack dict) is read and converted."""
 
-    A write goes to the table's local store and, through ``send``, to the table's changelog topic
-    (keyed by device, on the partition Kafka's murmur2 gives the key, as faust's own write would): the
-    same two effects as ``table[key] = value``, but the changelog travels through librdkafka instead of
-    faust's Python producer: over ``pipeline_rates`` the worker's CPU fell from 12.5-12.9 to 9.2-10.4
-    core-seconds and the broker's from 9.9-11.5 to 8.5-9.2. faust still recovers the table from that
-    topic on assignment (the crash and scale-out tests restore states written this way)."""
-
-    def __init__(self, table: Any, send: Callable[[bytes, bytes], None]) -> None:
+    def __init__(self, table: Any) -> None:
         self.table = table
-        self._send = send
         self.cache: dict[str, DeviceState] = {}
         # When (monotonic clock) each device last sent samples: idle devices get their windows flushed.
         self.last_seen: dict[str, float] = {}
@@ -113,9 +105,7 @@ class DeviceStates:
                     cache[device] = decode_state(raw)
 
     def put(self, device: str) -> None:
-        key, value = device.encode(), encode_state(self.cache[device])
-        self.table.data[key] = value  # the local store, without faust's changelog write ...
-        self._send(key, value)  # ... which goes out here
+        self.table[device.encode()] = encode_state(self.cache[device])
 
     def idle(self, now: float, idle_s: float) -> list[str]:
         """Devices silent for ``idle_s`` since their last samples (each reported once per silence)."""
@@ -158,8 +148,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=8 * 1024 * 1024,
-        # faust's own producer now sends only the rating state's changelog (the rate state goes through
-        # librdkafka, see DeviceStates). zstd (level 3 in aiokafka) shrinks it at ~0.8 GB/s; aiokafka's
+        # The changelog of the rate state is most of what faust's own producer sends (a device's state
+        # after each batch). zstd (level 3 in aiokafka) shrinks it several times at ~0.8 GB/s; aiokafka's
         # lz4 runs at level 9, four times slower.
         producer_compression_type="zstd",
         broker_commit_interval=1.0,
@@ -226,14 +216,12 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
 
     app.on_partitions_revoked.connect(forget_cached_states)
 
-    # Outputs go through librdkafka (a few µs per message, against tens for faust's own producer), and
-    # so does the rate state's changelog (DeviceStates). Each batch waits for its outputs' delivery,
-    # then writes its state and waits for that too, before faust may ack and commit its input offsets:
-    # nothing is committed whose outputs and state are not on Kafka, and no state says "emitted" for an
-    # output that was lost.
+    # Outputs go through librdkafka (a few µs per message, against tens for faust's own producer).
+    # Each batch ends by waiting for their delivery, before the batch's state is written and before
+    # faust may ack and commit its input offsets: nothing is committed whose outputs are not on Kafka,
+    # and no state says "emitted" for an output that was lost.
     outputs = OutputProducer(config.kafka.client_config(bootstrap_servers))
-    state_changelog = interface_state.changelog_topic.get_topic_name()
-    states = DeviceStates(interface_state, lambda key, value: outputs.send(state_changelog, key, value))
+    states = DeviceStates(interface_state)
 
     def dead_letter(
         value: bytes | None, topic: str, partition: int, offset: int, stage: str, reason: str, element: int = -1
@@ -273,15 +261,14 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         return key_partitions.table(outputs.partitions(USAGE_RATED.name))
 
     async def publish_and_save(windows: Mapping[str, list[Any]], devices: Iterable[str]) -> None:
-        """Send the windows, then the devices' states, each delivered before the next step."""
+        """Send the windows and wait for their delivery, then write the devices' states."""
         for device, emitted in windows.items():
             # One message per device emission (a JSON array), like the samples that produced it.
             for start in range(0, len(emitted), 1000):
                 outputs.send(INTERFACE_RATES_1M.name, device.encode(), encode_many(emitted[start : start + 1000]))
         await outputs.flush()  # the windows first: no state may say "emitted" for a window that was lost
         for device in devices:
-            states.put(device)
-        await outputs.flush()  # then the state, before faust may commit the batch's offsets
+            states.put(device)  # faust flushes its producer (the table's changelog) before it commits
 
     @app.agent(samples_topic)
     async def interface_rates(stream: Any) -> None:  # a faust Stream (its stubs lack take_events)
