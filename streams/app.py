@@ -32,6 +32,7 @@ from ossbss.config import Config
 from rating import load_catalog
 from rating.state import RatingState, split_state_key
 from rating.wire import rate_usage_wire
+from streams.consumer import SCHEME as SEEK_SAFE_SCHEME
 from streams.rates import DeviceState, apply_batch, decode_state, encode_state, flush_windows
 
 log = logging.getLogger("ossbss.streams")
@@ -137,7 +138,9 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.streams.app_id,
-        broker=f"kafka://{bootstrap_servers}",
+        # faust's aiokafka transport with a consumer that drops what it fetched before a seek (see
+        # streams.consumer: without it a restarted worker could skip or stall on records).
+        broker=f"{SEEK_SAFE_SCHEME}://{bootstrap_servers}",
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
