@@ -5,9 +5,12 @@
   resumes where it stopped; updates are keyed by sample timestamp, so a replay changes nothing.
 * ``rate_usage``: ``usage.records`` -> rating engine -> ``usage.rated``.
 
-Anything a stage cannot accept goes to ``ossbss.deadletter`` with the reason. Outputs are sent through
-the app's producer, which faust flushes before it commits input offsets: an input is never committed
-before what it produced is on the broker (at-least-once, made exact downstream by record ids).
+Anything a stage cannot accept goes to ``ossbss.deadletter`` with the reason. Outputs (and the rate
+state's changelog) are sent through a librdkafka producer whose delivery each batch awaits before faust
+may ack and commit its inputs; the allowance table's changelog goes through faust's producer, which
+faust flushes before it commits: an input is never committed before what it produced is on the broker
+(at-least-once, made exact downstream by record ids). faust runs with the consumer of
+``streams.consumer``, which keeps messages fetched before a seek away from the streams.
 """
 
 from __future__ import annotations
@@ -165,9 +168,9 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=8 * 1024 * 1024,
-        # The changelog of the rate state is most of what faust's own producer sends (a device's state
-        # after each batch). zstd (level 3 in aiokafka) shrinks it several times at ~0.8 GB/s; aiokafka's
-        # lz4 runs at level 9, four times slower.
+        # What faust's own producer sends is the allowance table's changelog (one account's periods per
+        # write). zstd (level 3 in aiokafka) shrinks it several times at ~0.8 GB/s; aiokafka's lz4 runs at
+        # level 9, four times slower.
         producer_compression_type="zstd",
         broker_commit_interval=1.0,
         # A worker that dies (SIGKILL, lost host) is noticed after this long and its partitions move:
