@@ -42,6 +42,7 @@ from models.topics import (
     USAGE_RATED,
     USAGE_RECORDS,
 )
+from warehouse.base import BatchError
 
 # What columns_for produces; a subtype of warehouse.base.ColumnValues, so it goes straight to insert_columns.
 Column: TypeAlias = list[Any] | np.ndarray | pa.Array
@@ -253,7 +254,11 @@ def _column(records: Sequence[Any], field: str, kind: Kind) -> Column:
 
 
 def columns_for(table: str, records: Sequence[Any]) -> dict[str, Column]:
-    """The columns of ``table`` for ``records`` (all of that table's record type), in table order."""
+    """The columns of ``table`` for ``records`` (all of that table's record type), in table order.
+
+    A value its column cannot hold (a negative or over-32-bit version for a ``UInt32``, say) raises
+    :class:`BatchError` naming the column, as the engine's refusal would: the sink then isolates the
+    record and dead-letters it with that reason instead of failing the whole flush."""
     spec = _SPECS.get(table)
     if spec is None:
         raise ValueError(f"no record type is stored in {table!r}; known: {', '.join(_SPECS)}")
@@ -261,7 +266,14 @@ def columns_for(table: str, records: Sequence[Any]) -> dict[str, Column]:
     for record in records:
         if type(record) is not record_type:
             raise TypeError(f"{table} stores {record_type.__name__}, got {type(record).__name__}")
-    return {column: _column(records, field, kind) for column, field, kind in spec}
+    columns: dict[str, Column] = {}
+    for column, field, kind in spec:
+        try:
+            columns[column] = _column(records, field, kind)
+        except (OverflowError, ValueError, TypeError) as exc:
+            reason = f"{table}.{column} cannot hold a {field} value: {exc}"
+            raise BatchError(reason, table=table, column=column) from None
+    return columns
 
 
 def table_for_topic(topic: str) -> str:

@@ -118,6 +118,16 @@ def _rated(i: int, amount: str, version: int = 1) -> RatedUsage:
     )
 
 
+@pytest.mark.parametrize("version", [-1, 2**32, 2**40])
+def test_a_version_its_column_cannot_hold_is_a_batch_error_naming_the_column(version: int) -> None:
+    # The sink isolates a batch that raises BatchError down to the record and dead-letters it with this
+    # reason; any other exception from building columns would fail the whole flush instead.
+    with pytest.raises(BatchError, match=r"rated_usage\.rating_version cannot hold") as refused:
+        columns_for("rated_usage", [_rated(1, "1.00"), _rated(2, "1.00", version=version)])
+    assert refused.value.column == "rating_version"
+    assert columns_for("rated_usage", [_rated(1, "1.00", version=2**32 - 1)])["rating_version"].tolist() == [2**32 - 1]
+
+
 def test_rated_usage_money_is_exact(wh: ChdbWarehouse) -> None:
     amounts = ["0.000001", "999999999999.999999", "0.1", "0.2", "12.345678", "-3.000001"]
     _insert(wh, "rated_usage", [_rated(i, a) for i, a in enumerate(amounts)])
