@@ -18,6 +18,7 @@ from models import (
     encode,
 )
 from models.codec import MAX_RECORD_BYTES
+from models.records import _COUNTER_FIELDS
 
 
 def usage(**overrides):
@@ -81,11 +82,14 @@ def test_oversized_message_is_refused_before_decoding():
         RecordCodec(UsageRecord).decode(big)
 
 
-def test_counter_above_64_bits_is_refused():
-    with pytest.raises(ValueError, match="exceeds a 64-bit counter"):
-        RecordCodec(TelemetrySample).decode(
-            b'{"id":"s","device":"d","if_index":1,"ts_ms":1,"in_octets":18446744073709551616}'
-        )
+@pytest.mark.parametrize("name", _COUNTER_FIELDS)
+def test_every_counter_above_64_bits_is_refused_and_named(name):
+    assert len(_COUNTER_FIELDS) == 10  # octets, unicast, non-unicast packets, errors, discards: in and out
+    prefix = b'{"id":"s","device":"d","if_index":1,"ts_ms":1,'
+    with pytest.raises(ValueError, match=f"{name} 18446744073709551616 exceeds a 64-bit counter"):
+        RecordCodec(TelemetrySample).decode(prefix + f'"{name}":18446744073709551616}}'.encode())
+    top = RecordCodec(TelemetrySample).decode(prefix + f'"{name}":18446744073709551615}}'.encode())
+    assert getattr(top, name) == 2**64 - 1
 
 
 def test_batch_keeps_good_records_and_positions():
