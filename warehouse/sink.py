@@ -52,7 +52,8 @@ from models.topics import (
 )
 from ossbss.config import SinkConfig
 from warehouse.base import QueryError, Warehouse, WarehouseUnavailable
-from warehouse.rows import columns_for
+from warehouse.fastpath import FastColumns, fast_columns_for
+from warehouse.rows import Column, columns_for
 
 log = logging.getLogger("ossbss.sink")
 
@@ -91,6 +92,22 @@ class SinkStats:
     last_flush_at: float = 0.0
 
 
+@dataclass
+class _Insert:
+    """One topic's share of a flush: its messages, then either the columns of the fast path or the records
+    of the object path, and per row the message it came from (for a dead letter of a refused row)."""
+
+    route: SinkRoute
+    msgs: list[Message]
+    values: list[bytes | None]
+    columns: dict[str, Column] | None = None
+    records: list[Record] | None = None
+    row_msgs: list[Message] = field(default_factory=list)
+    # Of the object path's decode: values refused, as dead letters or (validated topics) a count.
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
+
+
 class WarehouseSink:
     """Consumes the pipeline's topics and writes them to the warehouse in columnar batches."""
 
@@ -106,6 +123,12 @@ class WarehouseSink:
         self.config = config
         self.routes = {r.topic: r for r in routes}
         self.codecs = {r.topic: codec_for(r.record_type) for r in routes}
+        # Topics that may skip record objects: batches of plainly valid messages go from bytes to columns.
+        self.fast: dict[str, FastColumns] = {}
+        for r in routes:
+            fast = fast_columns_for(r.record_type, r.table)
+            if fast is not None:
+                self.fast[r.topic] = fast
         self.stats = SinkStats()
         self.on_flush = on_flush
         self.consumer = Consumer(
@@ -172,23 +195,24 @@ class WarehouseSink:
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for msg in messages:
             by_topic[_topic(msg)].append(msg)
-        inserts: list[tuple[str, list[Record], list[Message]]] = []
-        dead: list[DeadLetter] = []
-        skipped = 0
+        batches: list[_Insert] = []
         for topic, msgs in by_topic.items():
             route = self.routes[topic]
-            records, kept, failures = self.codecs[topic].decode_batch([m.value() for m in msgs])
-            for failure in failures:
-                m = msgs[failure.index]
-                if route.validated_by:
-                    skipped += 1  # the owning stream stage dead-letters this record, with its reason
-                else:
-                    dead.append(self._dead_letter(m, failure.reason, failure.payload, failure.element))
-            if records:
-                inserts.append((route.table, records, [msgs[i] for i in kept]))
+            values = [m.value() for m in msgs]
+            fast = self.fast.get(topic)
+            got = fast.decode(values) if fast is not None else None
+            batch = _Insert(route, msgs, values)
+            if got is not None:
+                # Every message plainly valid: columns straight from the bytes (warehouse/fastpath.py).
+                batch.columns, origin = got
+                batch.row_msgs = [msgs[i] for i in origin]
+            else:
+                self._decode_records(batch)
+            batches.append(batch)
+        inserts = [batch for batch in batches if batch.row_msgs]
         # 1. insert (idempotent on record id)
-        for table, records, msgs in inserts:
-            dead.extend(self._insert_with_retry(table, records, msgs))
+        refused = [dl for batch in inserts for dl in self._insert_with_retry(batch)]
+        dead = [dl for batch in batches for dl in batch.dead] + refused
         # 2. dead letters on the broker before the offsets move
         for dl in dead:
             self.producer.produce(DEAD_LETTERS.name, encode(dl), dl.topic.encode())
@@ -197,17 +221,33 @@ class WarehouseSink:
         # 3. commit what is now in the warehouse
         self._commit(messages)
         # 4. counters
-        for table, records, _ in inserts:
-            self.stats.rows[table] += len(records)
+        for batch in inserts:
+            self.stats.rows[batch.route.table] += len(batch.row_msgs)
         for topic, msgs in by_topic.items():
             self.stats.consumed[topic] += len(msgs)
         self.stats.dead_letters += len(dead)
-        self.stats.skipped_invalid += skipped
+        self.stats.skipped_invalid += sum(batch.skipped for batch in batches)
         self.stats.batches += 1
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         self.stats.last_flush_at = time.time()
         if self.on_flush:
             self.on_flush(self.stats)
+
+    def _decode_records(self, batch: _Insert) -> None:
+        """The object path: decode ``batch`` into records, kept on it with their messages, and the dead letters
+        of the values refused (none for a topic whose stream stage dead-letters them: those are counted)."""
+        route, msgs = batch.route, batch.msgs
+        records, kept, failures = self.codecs[route.topic].decode_batch(batch.values)
+        batch.dead, batch.skipped = [], 0
+        for failure in failures:
+            m = msgs[failure.index]
+            if route.validated_by:
+                batch.skipped += 1  # the owning stream stage dead-letters this record, with its reason
+            else:
+                batch.dead.append(self._dead_letter(m, failure.reason, failure.payload, failure.element))
+        batch.records = records
+        batch.row_msgs = [msgs[i] for i in kept]
+        batch.columns = None
 
     def _dead_letter(self, msg: Message, reason: str, payload: bytes | None = None, element: int = -1) -> DeadLetter:
         return dead_letter_for(
@@ -220,20 +260,33 @@ class WarehouseSink:
             offset=_int(msg.offset()),
         )
 
-    def _insert_with_retry(self, table: str, records: list[Record], msgs: list[Message]) -> list[DeadLetter]:
+    def _insert_with_retry(self, batch: _Insert) -> list[DeadLetter]:
         """Insert, backing off while the warehouse is unavailable; rows the engine refuses become dead letters."""
         backoff = 0.5
         while True:
             try:
-                return self._insert_isolating(table, records, msgs)
+                return self._insert(batch)
             except WarehouseUnavailable as exc:
                 self.stats.retries += 1
                 wait = min(max(backoff, exc.retry_after), self.config.max_retry_backoff_s)
-                log.warning("sink: warehouse unavailable (%s); retrying %s in %.1fs", exc, table, wait)
+                log.warning("sink: warehouse unavailable (%s); retrying %s in %.1fs", exc, batch.route.table, wait)
                 self._wait_paused(wait)
                 backoff = min(backoff * 2, self.config.max_retry_backoff_s)
                 if self._stop.is_set() and backoff >= self.config.max_retry_backoff_s:
                     raise
+
+    def _insert(self, batch: _Insert) -> list[DeadLetter]:
+        table = batch.route.table
+        if batch.columns is not None:
+            try:
+                self.warehouse.insert_columns(table, batch.columns)
+                return []
+            except QueryError:
+                # Refused as a whole: the object path finds the refused rows and gives today's reasons (a
+                # failed insert did not land, so the good rows are not inserted twice; and rows are
+                # idempotent on their id anyway).
+                self._decode_records(batch)
+        return self._insert_isolating(table, batch.records or [], batch.row_msgs)
 
     def _insert_isolating(self, table: str, records: list[Record], msgs: list[Message]) -> list[DeadLetter]:
         try:

@@ -1,0 +1,300 @@
+"""The sink's columnar fast path (warehouse/fastpath.py) against its object path, on the real engine.
+
+The same messages go through a sink with its fast path and through one without it, each into its own
+database; the rows in ClickHouse and the dead letters (ids and reasons) must be identical. Kafka is not
+needed: the sink's consumer and producer are replaced by stand-ins that record commits and dead letters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from confluent_kafka import Message
+
+from models.codec import MAX_RECORD_BYTES, decode_batch, encode, encode_many
+from models.records import DeadLetter, RatedUsage, UsageRecord
+from models.topics import USAGE_RATED, USAGE_RECORDS
+from ossbss.config import SinkConfig
+from warehouse.chdb_driver import ChdbWarehouse
+from warehouse.columnar import to_arrow_table
+from warehouse.fastpath import fast_columns_for
+from warehouse.migrate import apply_migrations
+from warehouse.rows import columns_for
+from warehouse.sink import DEFAULT_ROUTES, WarehouseSink
+
+NOW = 1_795_000_000_000
+
+
+def rated(n: int, **overrides: Any) -> RatedUsage:
+    fields: dict[str, Any] = {
+        "id": f"r-{n}",
+        "account": f"ACC-{n % 7:05d}",
+        "service": "data",
+        "start_ms": NOW - 60_000,
+        "end_ms": NOW,
+        "quantity": Decimal("1.5"),
+        "unit": "GB",
+        "amount": Decimal("0.750000"),
+        "currency": "EUR",
+        "plan": "data-flat",
+        "rated_at_ms": NOW + 5,
+        "breakdown": '{"lines":[{"charge":"per_unit","amount":"0.750000"}]}',
+    }
+    fields.update(overrides)
+    return RatedUsage(**fields)
+
+
+# Exact-money edge cases the fast path must store exactly as the object path does.
+EDGE_CASES = [
+    rated(1, quantity=Decimal("0.100000001"), amount=Decimal("0.000001")),  # the finest each column keeps
+    rated(2, quantity=Decimal("0"), amount=Decimal("0.000000")),  # zero, with and without decimals
+    rated(3, quantity=Decimal("12.5"), amount=Decimal("-3.210000")),  # a credit
+    rated(4, quantity=Decimal("-0.5"), amount=Decimal("-0.000001")),  # negative quantity (a correction)
+    rated(5, quantity=Decimal("99999999999999999999999999999.999999999"), amount=Decimal("999999999999.999999")),
+    rated(6, quantity=Decimal("-99999999999999999999999999999.999999999"), amount=Decimal("-999999999999.999999")),
+    rated(7, quantity=Decimal("123456789.123456789"), amount=Decimal("42")),  # integral amount
+    rated(8, plan_version=4_294_967_295, rating_version=3, rated_at_ms=0, breakdown=""),
+    rated(9, unit="", plan="", breakdown='quotes " and \\ and \u00e9\u4e2d \U0001f600 and \n newline'),
+    rated(10, amount=Decimal("0.1"), quantity=Decimal("7")),
+]
+
+
+class Committed:
+    """Stands in for the sink's consumer: records the offsets committed."""
+
+    def __init__(self) -> None:
+        self.offsets: list[tuple[str, int, int]] = []
+
+    def commit(self, offsets: list[Any], asynchronous: bool = True) -> None:
+        self.offsets.extend((tp.topic, tp.partition, tp.offset) for tp in offsets)
+
+    def close(self) -> None:
+        pass
+
+
+class DeadLetters:
+    """Stands in for the sink's producer: keeps the dead letters produced."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.letters.append(msgspec.json.decode(value, type=DeadLetter))
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+@pytest.fixture
+def databases(chdb_dir: Path) -> Iterator[tuple[ChdbWarehouse, ChdbWarehouse]]:
+    """Two migrated databases: one for the fast path, one for the object path."""
+    pair = [ChdbWarehouse(chdb_dir, database=f"t_{uuid.uuid4().hex[:10]}") for _ in range(2)]
+    for wh in pair:
+        apply_migrations(wh)
+    yield pair[0], pair[1]
+    for wh in pair:
+        wh.execute(f"DROP DATABASE IF EXISTS {wh.database} SYNC")
+        wh.close()
+
+
+def make_sink(wh: ChdbWarehouse, *, fast: bool) -> WarehouseSink:
+    # Nothing listens on port 1: the real client objects are replaced before any use.
+    sink = WarehouseSink({"bootstrap.servers": "127.0.0.1:1"}, wh, SinkConfig(metrics_port=0), DEFAULT_ROUTES)
+    sink.consumer = Committed()  # type: ignore[assignment]
+    sink.producer = DeadLetters()  # type: ignore[assignment]
+    if not fast:
+        sink.fast = {}
+    return sink
+
+
+def messages(topic: str, values: Sequence[bytes | None]) -> list[Message]:
+    return [Message(topic=topic, value=v, partition=i % 3, offset=100 + i) for i, v in enumerate(values)]
+
+
+def table_rows(wh: ChdbWarehouse, table: str) -> list[list[Any]]:
+    columns = [c for c in wh.table_columns(table) if c != "inserted_at"]
+    return wh.query(f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {table} ORDER BY id").rows
+
+
+def both_ways(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse], topic: str, values: Sequence[bytes | None], table: str
+) -> tuple[list[list[Any]], list[tuple[str, str]], WarehouseSink]:
+    """Flush ``values`` through a fast and an object sink; assert the same rows, dead letters and commits."""
+    results = []
+    sinks = []
+    for wh, fast in zip(databases, (True, False), strict=True):
+        sink = make_sink(wh, fast=fast)
+        sink.flush(messages(topic, values))
+        letters = sorted((dl.id, dl.reason) for dl in sink.producer.letters)  # type: ignore[attr-defined]
+        results.append((table_rows(wh, table), letters, sink.consumer.offsets, dict(sink.stats.rows)))  # type: ignore[attr-defined]
+        sinks.append(sink)
+    fast_result, object_result = results
+    assert fast_result == object_result
+    assert sinks[0].stats.skipped_invalid == sinks[1].stats.skipped_invalid
+    return fast_result[0], fast_result[1], sinks[0]
+
+
+def test_rated_batched_and_single_messages_land_identically(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse],
+) -> None:
+    records = EDGE_CASES + [rated(n) for n in range(100, 400)]
+    values: list[bytes | None] = [encode_many(records[:5]), encode(records[5]), encode_many(records[6:]), b"[]"]
+    fast = fast_columns_for(RatedUsage, "rated_usage")
+    assert fast is not None and fast.decode(values) is not None  # the fast path does take this batch
+    rows, letters, _ = both_ways(databases, USAGE_RATED.name, values, "rated_usage")
+    assert letters == []
+    assert len(rows) == len(records)
+    by_id = {row[0]: row for row in rows}
+    # Exact money, checked against the records themselves (not only against the other path).
+    for record in records:
+        row = by_id[record.id]
+        assert row[5] == record.quantity and row[7] == record.amount, record.id
+    assert by_id["r-9"][13] == EDGE_CASES[8].breakdown
+
+
+def test_fast_columns_equal_object_columns_in_arrow(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
+    wh = databases[0]
+    for record_type, table, records in (
+        (RatedUsage, "rated_usage", EDGE_CASES),
+        (
+            UsageRecord,
+            "usage_records",
+            [
+                UsageRecord(id="u1", account="a", service="data", start_ms=1, end_ms=1),
+                UsageRecord(id="u2", account="b", service="voice", start_ms=1, end_ms=9, duration_s=8),
+                UsageRecord(
+                    id="u3",
+                    account="c",
+                    service="data",
+                    start_ms=0,
+                    end_ms=5,
+                    bytes_up=10**15,
+                    bytes_down=7,
+                    destination="+31",
+                    event_type="voice",
+                    source="cdr",
+                ),
+            ],
+        ),
+    ):
+        fast = fast_columns_for(record_type, table)
+        assert fast is not None
+        got = fast.decode([encode_many(records[:2]), encode(records[2])])
+        assert got is not None
+        columns, origin = got
+        assert origin == [0, 0, 1]
+        objects = decode_batch(record_type, [encode_many(records[:2]), encode(records[2])])[0]
+        schema = wh.table_columns(table)
+        expected = to_arrow_table(table, columns_for(table, objects), schema)
+        assert to_arrow_table(table, columns, schema).equals(expected), table
+        assert list(columns) == list(columns_for(table, objects))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(b'"amount":"0.1234567"', id="amount with 7 decimals (engine refuses: dead letter)"),
+        pytest.param(b'"amount":"1234567890123"', id="amount over 12 integer digits (dead letter)"),
+        pytest.param(b'"amount":"1e3"', id="exponent notation"),
+        pytest.param(b'"amount":"NaN"', id="NaN"),
+        pytest.param(b'"amount":1.25', id="amount as a JSON number"),
+        pytest.param(b'"amount":"ten"', id="not a number (decode failure)"),
+        pytest.param(b'"amount":null', id="null amount"),
+        pytest.param(b'"quantity":"0.1234567891"', id="quantity with 10 decimals (rounded by the object path)"),
+        pytest.param(b'"quantity":"00000000000000000000000000000001.5"', id="leading zeros"),
+        pytest.param(b'"quantity":"1E-9"', id="exponent as str(Decimal) writes tiny values"),
+        pytest.param(b'"amount":"1.1000000"', id="amount with a trailing zero beyond 6 decimals"),
+        pytest.param(b'"currency":"EURO"', id="currency too long"),
+        pytest.param(b'"v":2', id="future schema version"),
+        pytest.param(b'"start_ms":-1', id="negative timestamp"),
+    ],
+)
+def test_bad_or_unusual_rated_values_behave_as_before(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse], bad: bytes
+) -> None:
+    good = [rated(n) for n in range(20)]
+    key = bad.split(b":")[0]
+    odd = encode(rated(99))[:-1] + b"," + bad + b"}" if key == b'"v"' else _replace_field(rated(99), bad)
+    values: list[bytes | None] = [encode_many(good[:10]), b"[" + encode(good[10]) + b"," + odd + b"]", encode(good[11])]
+    fast = fast_columns_for(RatedUsage, "rated_usage")
+    assert fast is not None and fast.decode(values) is None  # the object path decides
+    both_ways(databases, USAGE_RATED.name, values, "rated_usage")
+
+
+def _replace_field(record: RatedUsage, field: bytes) -> bytes:
+    raw = msgspec.json.decode(encode(record))
+    name = field.split(b":")[0].strip(b'"').decode()
+    raw[name] = msgspec.json.decode(field.split(b":", 1)[1])
+    return msgspec.json.encode(raw)
+
+
+def test_refused_amount_dead_letters_with_its_reason(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
+    odd = _replace_field(rated(99), b'"amount":"0.1234567"')
+    rows, letters, sink = both_ways(
+        databases, USAGE_RATED.name, [encode_many([rated(1), rated(2)]), odd], "rated_usage"
+    )
+    assert [row[0] for row in rows] == ["r-1", "r-2"]
+    assert len(letters) == 1
+    assert letters[0][0] == f"{USAGE_RATED.name}/1/101/sink"
+    assert letters[0][1].startswith("warehouse refused the row for rated_usage: rated_usage.amount")
+    assert sink.consumer.offsets  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(None, id="null message"),
+        pytest.param(b'{"id":"x"', id="truncated JSON"),
+        pytest.param(b"[" + b",".join([encode(rated(7))] * 2) + b",{}]", id="bad element in an array"),
+        pytest.param(_replace_field(rated(8), b'"breakdown":"' + b"x" * MAX_RECORD_BYTES + b'"'), id="oversized"),
+        pytest.param(
+            encode_many([rated(9, breakdown="y" * (MAX_RECORD_BYTES + 10)), rated(10)]), id="oversized element"
+        ),
+    ],
+)
+def test_refused_messages_dead_letter_as_before(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse], value: bytes | None
+) -> None:
+    values = [encode_many([rated(1), rated(2)]), value]
+    fast = fast_columns_for(RatedUsage, "rated_usage")
+    assert fast is not None and fast.decode(values) is None
+    _, letters, _ = both_ways(databases, USAGE_RATED.name, values, "rated_usage")
+    assert letters
+
+
+def test_rating_version_out_of_uint32_is_left_to_the_object_path(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse],
+) -> None:
+    # The fast path refuses the batch; the object path's columns_for raises BatchError for the value,
+    # and the sink isolates that record and dead-letters it naming the column; the other row lands.
+    values = [encode_many([rated(1)]), _replace_field(rated(11), b'"rating_version":-1')]
+    fast = fast_columns_for(RatedUsage, "rated_usage")
+    assert fast is not None and fast.decode(values) is None
+    rows, letters, _ = both_ways(databases, USAGE_RATED.name, values, "rated_usage")
+    assert len(rows) == 1
+    assert len(letters) == 1 and "rated_usage.rating_version cannot hold" in letters[0][1]
+
+
+def test_usage_records_fast_path_and_skips(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
+    usage = [
+        UsageRecord(id=f"u{n}", account=f"a{n}", service="data", start_ms=n, end_ms=n + 5, bytes_up=n)
+        for n in range(50)
+    ]
+    good = [encode_many(usage[:25]), encode_many(usage[25:])]
+    fast = fast_columns_for(UsageRecord, "usage_records")
+    assert fast is not None and fast.decode(good) is not None
+    rows, letters, sink = both_ways(databases, USAGE_RECORDS.name, good, "usage_records")
+    assert len(rows) == 50 and letters == []
+    # A record ending before it starts: the rating stage dead-letters it; the sink skips and counts it.
+    backwards = encode(usage[3]).replace(b'"end_ms":8', b'"end_ms":2')
+    assert fast.decode([*good, backwards]) is None
+    for wh in databases:
+        wh.execute("TRUNCATE TABLE usage_records")
+    _, letters, sink = both_ways(databases, USAGE_RECORDS.name, [*good, backwards], "usage_records")
+    assert letters == [] and sink.stats.skipped_invalid == 1
