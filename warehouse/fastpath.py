@@ -33,7 +33,7 @@ conversion would have to be proven to refuse (not round) extra decimals. msgspec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES
 from models.records import SCHEMA_VERSION, RatedUsage, Record, UsageRecord
-from warehouse.rows import Column
+from warehouse.rows import Column, column_fields
 
 _UINT32_MAX = 2**32 - 1
 
@@ -160,8 +160,17 @@ class FastColumns:
         return columns, origin
 
 
+def _table_columns(table: str, rows: list[Any], converted: Mapping[str, Column]) -> dict[str, Column]:
+    """Every column of ``table`` in table order (``rows.column_fields``): those in ``converted`` as given,
+    the others as the plain list of their field, as ``rows.columns_for`` hands them on."""
+    return {
+        column: converted[column] if column in converted else [getattr(r, field) for r in rows]
+        for column, field in column_fields(table)
+    }
+
+
 def _rated_usage(rows: list[Any]) -> dict[str, Column] | None:
-    """``rated_usage`` columns; money as exact ``decimal128``. Mirrors ``rows._SPECS["rated_usage"]``."""
+    """``rated_usage`` columns; money as exact ``decimal128``, numbers checked against their column types."""
     times = [
         _int_column([r.start_ms for r in rows], 0, 2**63 - 1, "int64"),
         _int_column([r.end_ms for r in rows], 0, 2**63 - 1, "int64"),
@@ -179,45 +188,21 @@ def _rated_usage(rows: list[Any]) -> dict[str, Column] | None:
         return None
     start, end, rated_at = times
     plan_version, rating_version = versions
-    return {
-        "id": [r.id for r in rows],
-        "account": [r.account for r in rows],
-        "service": [r.service for r in rows],
-        "start": start,
-        "end": end,
-        "quantity": quantity,
-        "unit": [r.unit for r in rows],
-        "amount": amount,
-        "currency": [r.currency for r in rows],
-        "plan": [r.plan for r in rows],
-        "plan_version": plan_version,
-        "rating_version": rating_version,
-        "rated_at": rated_at,
-        "breakdown": [r.breakdown for r in rows],
-    }
+    converted = {"start": start, "end": end, "quantity": quantity, "amount": amount}
+    converted |= {"plan_version": plan_version, "rating_version": rating_version, "rated_at": rated_at}
+    return _table_columns("rated_usage", rows, converted)
 
 
 def _usage_records(rows: list[Any]) -> dict[str, Column] | None:
-    """``usage_records`` columns. Mirrors ``rows._SPECS["usage_records"]`` and ``UsageRecord.__post_init__``."""
+    """``usage_records`` columns, numbers checked against their column types and ``UsageRecord.__post_init__``."""
     start = _int_column([r.start_ms for r in rows], 0, 2**63 - 1, "int64")
     end = _int_column([r.end_ms for r in rows], 0, 2**63 - 1, "int64")
     bytes_up = _int_column([r.bytes_up for r in rows], 0, 2**63 - 1, "uint64")
     bytes_down = _int_column([r.bytes_down for r in rows], 0, 2**63 - 1, "uint64")
     if start is None or end is None or bytes_up is None or bytes_down is None or bool(np.any(end < start)):
         return None  # "end_ms is before start_ms" is the object path's reason to give
-    return {
-        "id": [r.id for r in rows],
-        "account": [r.account for r in rows],
-        "service": [r.service for r in rows],
-        "start": start,
-        "end": end,
-        "bytes_up": bytes_up,
-        "bytes_down": bytes_down,
-        "duration_s": [r.duration_s for r in rows],
-        "destination": [r.destination for r in rows],
-        "event_type": [r.event_type for r in rows],
-        "source": [r.source for r in rows],
-    }
+    converted = {"start": start, "end": end, "bytes_up": bytes_up, "bytes_down": bytes_down}
+    return _table_columns("usage_records", rows, converted)
 
 
 _FAST: dict[type[Record], tuple[str, Callable[[list[Any]], dict[str, Column] | None]]] = {

@@ -276,6 +276,11 @@ def columns_for(table: str, records: Sequence[Any]) -> dict[str, Column]:
     return columns
 
 
+def column_fields(table: str) -> list[tuple[str, str]]:
+    """``(column, record field)`` of ``table``, in table order (what :func:`columns_for` fills)."""
+    return [(column, field) for column, field, _ in _SPECS[table]]
+
+
 def table_for_topic(topic: str) -> str:
     """The table a topic's records land in; ``KeyError`` names the topic when none does."""
     try:
