@@ -62,6 +62,15 @@ class DecodeFailure:
 MAX_BATCH_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
+_raw_elements = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def elements_fit(value: bytes, max_bytes: int) -> bool:
+    """Whether every element of a batched message (a JSON array) is within ``max_bytes``; the elements are
+    only split out when the message as a whole exceeds it (a smaller message cannot hold a larger one)."""
+    return len(value) <= max_bytes or all(len(e) <= max_bytes for e in _raw_elements.decode(value))
+
+
 class RecordCodec(Generic[R]):
     """Decoder for one record type, compiled once."""
 
@@ -90,13 +99,7 @@ class RecordCodec(Generic[R]):
             whole = self._list_decoder.decode(value)
         except (msgspec.ValidationError, msgspec.DecodeError):
             whole = None
-        if (
-            whole is not None
-            and all(r.v <= SCHEMA_VERSION for r in whole)
-            and (
-                len(value) <= self.max_bytes or all(len(e) <= self.max_bytes for e in self._array_decoder.decode(value))
-            )
-        ):
+        if whole is not None and all(r.v <= SCHEMA_VERSION for r in whole) and elements_fit(value, self.max_bytes):
             return whole, []
         return self.decode_elements(value)
 

@@ -27,7 +27,7 @@ import faust
 import msgspec
 from confluent_kafka import Producer
 
-from collectors.publish import KeyPartitions, grouped_by_partition, partition_count, producer_config
+from collectors.publish import MAX_GROUP, KeyPartitions, grouped_by_partition, partition_count, producer_config
 from models.codec import DecodeFailure, codec_for, dead_letter_for, encode, encode_many
 from models.records import TelemetrySample, UsageRecord
 from models.topics import DEAD_LETTERS, INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
@@ -290,8 +290,9 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         """Send the windows and wait for their delivery, then write the devices' states and wait for those."""
         for device, emitted in windows.items():
             # One message per device emission (a JSON array), like the samples that produced it.
-            for start in range(0, len(emitted), 1000):
-                outputs.send(INTERFACE_RATES_1M.name, device.encode(), encode_many(emitted[start : start + 1000]))
+            for start in range(0, len(emitted), MAX_GROUP):
+                chunk = encode_many(emitted[start : start + MAX_GROUP])
+                outputs.send(INTERFACE_RATES_1M.name, device.encode(), chunk)
         await outputs.flush()  # the windows first: no state may say "emitted" for a window that was lost
         for device in devices:
             states.put(device)

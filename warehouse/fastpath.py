@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES
+from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES, elements_fit
 from models.records import SCHEMA_VERSION, RatedUsage, Record, UsageRecord
 from warehouse.rows import Column, column_fields
 
@@ -52,7 +52,7 @@ _UINT32_MAX = 2**32 - 1
 def _wire_struct(record_type: type[Record]) -> type[msgspec.Struct]:
     """A struct with ``record_type``'s fields, types, constraints and defaults, but ``Decimal`` fields as
     ``str``: the decimal text is then kept as sent, and converted column-wise. ``__post_init__`` checks
-    are not inherited: each table lists its own as column checks (see ``_checks``)."""
+    are not inherited: each table's builder makes them over whole columns (``_usage_records``)."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for info in msgspec.structs.fields(record_type):
         wire_type = str if info.type is Decimal else info.type
@@ -119,7 +119,6 @@ class FastColumns:
         self._build = build
         self._one = msgspec.json.Decoder(self.wire_type)
         self._many = msgspec.json.Decoder(list[self.wire_type])  # type: ignore[name-defined]
-        self._elements = msgspec.json.Decoder(list[msgspec.Raw])
 
     def decode(self, values: Sequence[bytes | None]) -> tuple[dict[str, Column], list[int]] | None:
         """The columns of every record in ``values`` and, per row, the index of its message; None when any
@@ -133,11 +132,8 @@ class FastColumns:
                 if value[:1] == b"[":  # a batched message, as RecordCodec.decode_message tells them apart
                     if len(value) > MAX_BATCH_MESSAGE_BYTES:
                         return None
-                    # Every element within the record limit, as the object path requires; only a message
-                    # over the limit can hold an element over it.
-                    if len(value) > self.max_bytes and max(map(len, self._elements.decode(value)), default=0) > (
-                        self.max_bytes
-                    ):
+                    # Every element within the record limit, as the object path requires.
+                    if not elements_fit(value, self.max_bytes):
                         return None
                     got = self._many.decode(value)
                     rows.extend(got)
