@@ -17,12 +17,26 @@ regular expression over the whole column before the cast); the cast itself is a 
 scaled integer, never a float. Any other spelling (an exponent, a JSON number, ``NaN``, more decimals than
 the column keeps) makes :meth:`FastColumns.decode` return ``None``.
 
+Telemetry samples (``telemetry.samples`` -> ``telemetry_samples``, one JSON array per device poll) carry
+no money; there the fast path saves ``TelemetrySample.__post_init__`` per row (its bound, every counter
+<= 2**64 - 1, is made instead by each counter column's conversion to Arrow ``uint64``, which fails on a
+larger value) and most of the gathering: one comprehension per field naming the attribute took 3.4 ms
+for the 20 fields of 9600 rows, against 8.6 ms for ``columns_for``'s ``getattr`` loops (6.5 ms with
+``msgspec.structs.astuple`` + ``zip``, 8-10 ms with ``operator.attrgetter``). Measured on 200 messages of
+48 samples (one simulated poll each; 9600 rows, 3.4 MB), bytes to Arrow table, the two paths alternated
+11 times in each of three runs (2 shared and busy cores): min 14.4, 12.6, 13.3 ms against 24.7, 22.5,
+23.0 ms; median 18.0, 15.1, 15.3 ms against 30.3, 24.8, 25.6 ms (about 40 % less). Of the fast path's
+~15 ms, msgspec's parsing and validation is ~10 ms, the gathering ~3.5 ms and the Arrow conversion ~3.5
+ms (work the object path does as well, in ``to_arrow_table``). With the engine's insert (chDB) included,
+37-43 ms against 46-51 ms per batch.
+
 Same accepted set as the object path. The slim structs are derived from the record types field by field
 (:func:`_wire_struct`), so msgspec applies the same required fields, lengths and ranges; what the object
-path checks outside msgspec (schema version, record size limits, ``end_ms >= start_ms``, the integer
-ranges of the table's columns) is checked here over whole columns. Whenever anything in a batch is not
-plainly acceptable, the answer is ``None`` and the sink takes its object path for that batch, so bad
-input is dead-lettered (or skipped) exactly as before, with the same reasons.
+path checks outside msgspec (schema version, record size limits, ``end_ms >= start_ms``, the 64-bit
+counters of a telemetry sample, the integer ranges of the table's columns such as ``if_index`` in a
+``UInt32``) is checked here over whole columns. Whenever anything in a batch is not plainly acceptable,
+the answer is ``None`` and the sink takes its object path for that batch, so bad input is dead-lettered
+(or skipped) exactly as before, with the same reasons.
 
 Alternatives tried on the same 50k rated rows: pyarrow's JSON reader (after splitting the arrays into
 lines) took ~130 ms for parsing alone, slower than msgspec, with every msgspec constraint still to be
@@ -43,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES, elements_fit
-from models.records import SCHEMA_VERSION, RatedUsage, Record, UsageRecord
+from models.records import SCHEMA_VERSION, RatedUsage, Record, TelemetrySample, UsageRecord
 from warehouse.rows import Column, column_fields
 
 _UINT32_MAX = 2**32 - 1
@@ -52,7 +66,8 @@ _UINT32_MAX = 2**32 - 1
 def _wire_struct(record_type: type[Record]) -> type[msgspec.Struct]:
     """A struct with ``record_type``'s fields, types, constraints and defaults, but ``Decimal`` fields as
     ``str``: the decimal text is then kept as sent, and converted column-wise. ``__post_init__`` checks
-    are not inherited: each table's builder makes them over whole columns (``_usage_records``)."""
+    are not inherited: each table's builder makes them over whole columns (``_usage_records``,
+    ``_telemetry_samples``)."""
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for info in msgspec.structs.fields(record_type):
         wire_type = str if info.type is Decimal else info.type
@@ -87,7 +102,7 @@ def _decimal_column(values: list[str], precision: int, scale: int) -> pa.Array |
         return None
 
 
-def _int_column(values: list[int], low: int, high: int, dtype: str) -> np.ndarray | None:
+def _int_column(values: Sequence[int], low: int, high: int, dtype: str) -> np.ndarray | None:
     """Integers as a numpy column when all lie in [low, high]; None otherwise."""
     try:
         array = np.array(values, dtype=np.int64)
@@ -201,9 +216,57 @@ def _usage_records(rows: list[Any]) -> dict[str, Column] | None:
     return _table_columns("usage_records", rows, converted)
 
 
+def _nullable_column(values: Sequence[int | None], kind: pa.DataType) -> pa.Array | None:
+    """Integers or None as an Arrow array of ``kind`` (None stays null), or None when a value does not fit."""
+    try:
+        return pa.array(values, type=kind)
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+_UINT64 = pa.uint64()
+
+
+def _telemetry_samples(rows: list[Any]) -> dict[str, Column] | None:
+    """``telemetry_samples`` columns. Each nullable counter goes to Arrow here: a value over 2**64 - 1 fails
+    that conversion, which makes ``TelemetrySample.__post_init__``'s check over whole columns (and bounds
+    ``speed_bps`` and ``uptime_ticks`` as their column does); ``if_index`` is checked against ``UInt32``.
+
+    One comprehension per field, the attribute named in the code: the cheapest way measured to gather
+    them (9600 rows, 20 fields: 3.4 ms, against 6.5 for ``astuple`` + ``zip`` and 8-10 for ``getattr``
+    or ``attrgetter``)."""
+    converted: dict[str, Column | None] = {
+        "id": [r.id for r in rows],
+        "device": [r.device for r in rows],
+        "if_index": _int_column([r.if_index for r in rows], 0, _UINT32_MAX, "uint32"),
+        "ts": _int_column([r.ts_ms for r in rows], 0, 2**63 - 1, "int64"),
+        "if_name": [r.if_name for r in rows],
+        "in_octets": _nullable_column([r.in_octets for r in rows], _UINT64),
+        "out_octets": _nullable_column([r.out_octets for r in rows], _UINT64),
+        "in_ucast_pkts": _nullable_column([r.in_ucast_pkts for r in rows], _UINT64),
+        "out_ucast_pkts": _nullable_column([r.out_ucast_pkts for r in rows], _UINT64),
+        "in_nucast_pkts": _nullable_column([r.in_nucast_pkts for r in rows], _UINT64),
+        "out_nucast_pkts": _nullable_column([r.out_nucast_pkts for r in rows], _UINT64),
+        "in_errors": _nullable_column([r.in_errors for r in rows], _UINT64),
+        "out_errors": _nullable_column([r.out_errors for r in rows], _UINT64),
+        "in_discards": _nullable_column([r.in_discards for r in rows], _UINT64),
+        "out_discards": _nullable_column([r.out_discards for r in rows], _UINT64),
+        "speed_bps": _nullable_column([r.speed_bps for r in rows], _UINT64),
+        "oper_status": _nullable_column([r.oper_status for r in rows], pa.uint8()),  # 1..7 or None (msgspec)
+        "counter_bits": _int_column([r.counter_bits for r in rows], 0, 255, "uint8"),  # 32 or 64 (msgspec)
+        "uptime_ticks": _nullable_column([r.uptime_ticks for r in rows], _UINT64),
+        "source": [r.source for r in rows],
+    }
+    ready = {column: values for column, values in converted.items() if values is not None}
+    if len(ready) < len(converted):
+        return None  # the object path refuses that record, or dead-letters it naming the column
+    return _table_columns("telemetry_samples", rows, ready)
+
+
 _FAST: dict[type[Record], tuple[str, Callable[[list[Any]], dict[str, Column] | None]]] = {
     RatedUsage: ("rated_usage", _rated_usage),
     UsageRecord: ("usage_records", _usage_records),
+    TelemetrySample: ("telemetry_samples", _telemetry_samples),
 }
 
 
