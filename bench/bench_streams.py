@@ -68,6 +68,8 @@ def _bench_pipeline() -> Iterator[LocalPipeline]:
             pipeline.bootstrap = broker.bootstrap_servers
             pipeline.client_config = {"bootstrap.servers": broker.bootstrap_servers}
             ensure_topics(pipeline.client_config, config.kafka.partitions)
+            # The baselines' copy of a backlog, partitioned like the pipeline's topics.
+            ensure_topics(pipeline.client_config, config.kafka.partitions, [BASELINE_TOPIC])
             pipeline._start_warehouse()
             yield pipeline
         finally:
@@ -187,7 +189,8 @@ def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, to
     stamps = [start + k * 10_000 for k in range(polls)]
     count = 0
     for ts in stamps:
-        count += publisher.publish(topic, sim.poll(ts), key=lambda r: r.device)  # type: ignore[attr-defined]
+        # Grouped as on telemetry.samples whatever the topic: the baseline reads the same messages.
+        count += publisher.publish(topic, sim.poll(ts), key=lambda r: r.device, grouped=True)  # type: ignore[attr-defined]
     publisher.flush()
     # A window exists for every minute that holds a poll after an interface's first one.
     return count, len({window_start(ts) for ts in stamps[1:]}) * devices * interfaces

@@ -132,13 +132,16 @@ class RecordPublisher:
             self.failed += 1
             self._last_error = str(err)
 
-    def publish(self, topic: str, records: Iterable[Record], key: Callable[[Record], str]) -> int:
+    def publish(
+        self, topic: str, records: Iterable[Record], key: Callable[[Record], str], grouped: bool | None = None
+    ) -> int:
         """Queue records for ``topic``; returns how many were queued.
 
         On a batched topic (``telemetry.samples``) consecutive records with the same key travel as one
-        message, a JSON array: one message per device poll rather than one per interface.
+        message, a JSON array: one message per device poll rather than one per interface. ``grouped``
+        overrides the topic's declaration (a benchmark's copy of a batched topic is sent the same way).
         """
-        if topic in BATCHED_TOPICS:
+        if topic in BATCHED_TOPICS if grouped is None else grouped:
             return self._publish_grouped(topic, records, key)
         count = 0
         for record in records:
