@@ -21,6 +21,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import faust
@@ -203,6 +205,7 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
         partitions=partitions,
         use_partitioner=True,
     )
+    device_of = attrgetter("device")
     sample_codec = codec_for(TelemetrySample)
     decode_samples = sample_codec.decode_message  # one decode per device poll, however many interfaces
     usage_codec = codec_for(UsageRecord)
@@ -306,6 +309,15 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             horizon = int(time.time() * 1000) + future_ms
             for msg, samples in decode_events(events, decode_samples, "interface_rates"):
                 received.append((msg, samples))
+                if not samples:
+                    continue
+                # The usual message (device polls, each device's samples together) has nothing ahead of
+                # the clock and is split into its devices' runs; only one that does is looked at sample
+                # by sample.
+                if max([sample.ts_ms for sample in samples]) <= horizon:
+                    for device, run in groupby(samples, key=device_of):
+                        by_device[device].extend(run)
+                    continue
                 for position, sample in enumerate(samples):
                     if sample.ts_ms > horizon:
                         dead_letter(

@@ -30,7 +30,6 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -338,16 +337,6 @@ def device_watermark(device_state: dict[str, Any]) -> int:
 # vector code handles exactly (a 32-bit counter read above 2**32, packets summing past 2**64), takes
 # the reference functions above for that batch, through its dict form, and comes back afterwards.
 
-_COUNTER_FIELDS = tuple(
-    attrgetter(n) for n in ("in_octets", "out_octets", "in_errors", "out_errors", "in_discards", "out_discards")
-)
-_PKTS_FIELDS = tuple(
-    (attrgetter(u), attrgetter(nu))
-    for u, nu in (("in_ucast_pkts", "in_nucast_pkts"), ("out_ucast_pkts", "out_nucast_pkts"))
-)
-_get_ts, _get_if_index, _get_name, _get_speed, _get_oper, _get_bits, _get_uptime = (
-    attrgetter(n) for n in ("ts_ms", "if_index", "if_name", "speed_bps", "oper_status", "counter_bits", "uptime_ticks")
-)
 # Vector columns held as the compact history's eight counters, in this order.
 _VECTOR_COUNTERS = (IN_OCT, OUT_OCT, IN_ERR, OUT_ERR, IN_DISC, OUT_DISC, IN_PKTS, OUT_PKTS)
 _N_POINT = P_OPER + 1
@@ -390,6 +379,36 @@ def _rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
 def _cat(dtype: np.dtype, tables: Sequence[np.ndarray]) -> np.ndarray:
     """Tables of one row type end to end (as bytes: numpy's concatenate of structured arrays is slow)."""
     return np.frombuffer(bytearray().join([np.ascontiguousarray(t).data for t in tables]), dtype=dtype)
+
+
+def _append_in_order(
+    table: np.ndarray, groups: np.ndarray, new: np.ndarray, new_groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``table`` (rows sorted by (group, ts)) with ``new`` (sorted the same way) merged in, its groups, and
+    which rows are new; or None when that order does not hold (a new row not later than every old row of
+    its group, or either input out of order): the caller sorts instead.
+
+    In the vector path every applied sample, and every point made from one, is newer than anything its
+    interface retains, so the merge is a binary search per new row and two row scatters, not a sort of
+    the whole retained state (which a batch otherwise pays for, however few samples it brings)."""
+    if bool(np.any(new_groups[1:] < new_groups[:-1])):
+        return None  # (the positions below are distinct only for new rows in group order)
+    size = len(table) + len(new)
+    is_new = np.zeros(size, dtype=bool)
+    is_new[np.searchsorted(groups, new_groups, side="right") + np.arange(len(new))] = True
+    merged_groups = np.empty(size, dtype=np.int64)
+    merged_groups[is_new] = new_groups
+    merged_groups[~is_new] = groups
+    merged = np.empty(size, dtype=table.dtype)
+    words = table.dtype.itemsize // 8
+    merged_words = merged.view(np.uint64).reshape(size, words)
+    merged_words[is_new] = np.ascontiguousarray(new).view(np.uint64).reshape(len(new), words)
+    merged_words[~is_new] = np.ascontiguousarray(table).view(np.uint64).reshape(len(table), words)
+    ts = merged["ts"]
+    same = merged_groups[1:] == merged_groups[:-1]
+    if bool(np.any(merged_groups[1:] < merged_groups[:-1])) or bool(np.any(same & (ts[1:] <= ts[:-1]))):
+        return None
+    return merged, merged_groups, is_new
 
 
 class RateState:
@@ -746,9 +765,9 @@ def _column(values: list[Any], dtype: type) -> tuple[np.ndarray, np.ndarray]:
     try:
         return np.array(values, dtype=dtype), np.ones(len(values), dtype=bool)
     except TypeError:  # some are None
+        if values[0] is None and values.count(None) == len(values):  # a counter the devices do not report
+            return np.zeros(len(values), dtype=dtype), np.zeros(len(values), dtype=bool)
         present = np.array([v is not None for v in values], dtype=bool)
-        if not present.any():
-            return np.zeros(len(values), dtype=dtype), present
         objects = np.array(values, dtype=object)
         objects[~present] = 0
         return objects.astype(dtype), present
@@ -780,7 +799,7 @@ def _apply_fast(
     kept: list[TelemetrySample] = [sample for _, _, samples in group for sample in samples]
     counts = np.array([len(samples) for _, _, samples in group], dtype=np.int64)
     row_dev = np.repeat(np.arange(ndev), counts)
-    ts = np.array(list(map(_get_ts, kept)), dtype=np.int64)
+    ts = np.array([sample.ts_ms for sample in kept], dtype=np.int64)
     # Older than the device's watermark minus the lateness (the watermark before this batch): late.
     watermarks = [state.watermark for _, state, _ in group]
     is_late = ts < (np.array(watermarks, dtype=np.int64) - lateness)[row_dev]
@@ -793,21 +812,20 @@ def _apply_fast(
         kept = [sample for sample, k in zip(kept, keep.tolist(), strict=True) if k]
         row_dev, ts = row_dev[keep], ts[keep]
         counts = np.bincount(row_dev, minlength=ndev)
-    # Each sample's interface slot in its device's state (new interfaces get one).
-    if_indexes = list(map(_get_if_index, kept))
+    # Each sample's interface slot in its device's state (new interfaces get one, in order of arrival).
+    if_indexes = [sample.if_index for sample in kept]
     slots: list[int] = []
     odd_index = np.zeros(ndev, dtype=bool)
     start = 0
     for di, count in enumerate(counts.tolist()):
         state = group[di][1]
-        part = [*map(state.slot_of.get, if_indexes[start : start + count], repeat(-1))]
-        if -1 in part:
-            for j, slot in enumerate(part):
-                if slot == -1:
-                    if_index = if_indexes[start + j]
-                    found = state.slot_of.get(if_index)
-                    part[j] = state.add_slot(if_index) if found is None else found
-                    odd_index[di] |= if_index > _INT64_MAX  # the compact form holds it as int64
+        mine = if_indexes[start : start + count]
+        part = [*map(state.slot_of.get, mine, repeat(-1))]
+        if -1 in part:  # a device's first samples: one new slot per new interface, then look them up again
+            for if_index in dict.fromkeys(i for i, slot in zip(mine, part, strict=True) if slot == -1):
+                state.add_slot(if_index)
+                odd_index[di] |= if_index > _INT64_MAX  # the compact form holds it as int64
+            part = [*map(state.slot_of.__getitem__, mine)]
         slots += part
         start += count
     frame = _Frame([device for device, _, _ in group], [state for _, state, _ in group])
@@ -816,20 +834,33 @@ def _apply_fast(
     counters = np.zeros((n, 8), dtype=np.uint64)
     present = np.zeros((n, 8), dtype=bool)
     bad_row = np.zeros(n, dtype=bool)
-    for k, get in enumerate(_COUNTER_FIELDS):
-        counters[:, k], present[:, k] = _column(list(map(get, kept)), np.uint64)
-    for k, (get_unicast, get_non_unicast) in enumerate(_PKTS_FIELDS):
-        unicast, has_unicast = _column(list(map(get_unicast, kept)), np.uint64)
-        non_unicast, _ = _column(list(map(get_non_unicast, kept)), np.uint64)
+    # Fields gathered by comprehensions naming the attribute: about half the time of attrgetter maps.
+    gathered = (
+        [s.in_octets for s in kept],
+        [s.out_octets for s in kept],
+        [s.in_errors for s in kept],
+        [s.out_errors for s in kept],
+        [s.in_discards for s in kept],
+        [s.out_discards for s in kept],
+    )
+    for k, field_values in enumerate(gathered):
+        counters[:, k], present[:, k] = _column(field_values, np.uint64)
+    packets = (
+        ([s.in_ucast_pkts for s in kept], [s.in_nucast_pkts for s in kept]),
+        ([s.out_ucast_pkts for s in kept], [s.out_nucast_pkts for s in kept]),
+    )
+    for k, (unicast_values, non_unicast_values) in enumerate(packets):
+        unicast, has_unicast = _column(unicast_values, np.uint64)
+        non_unicast, _ = _column(non_unicast_values, np.uint64)
         total = unicast + non_unicast
         bad_row |= total < unicast  # past 2**64: the exact path sums Python ints
         counters[:, 6 + k], present[:, 6 + k] = total, has_unicast
-    uptime_u, has_uptime, huge = _uint64_or_flag(list(map(_get_uptime, kept)))
+    uptime_u, has_uptime, huge = _uint64_or_flag([s.uptime_ticks for s in kept])
     bad_row |= huge | (uptime_u > np.uint64(_INT64_MAX))
     uptime = np.where(has_uptime, uptime_u.astype(np.int64), -1)
-    bits = np.array(list(map(_get_bits, kept)), dtype=np.uint8)
-    oper = _column(list(map(_get_oper, kept)), np.uint8)[0]
-    speed_values: list[int | None] = list(map(_get_speed, kept))
+    bits = np.array([s.counter_bits for s in kept], dtype=np.uint8)
+    oper = _column([s.oper_status for s in kept], np.uint8)[0]
+    speed_values: list[int | None] = [s.speed_bps for s in kept]
     speed = _column(speed_values, np.float64)[0]
     speed[speed == 0] = math.nan  # no speed: no plausibility limit
 
@@ -911,7 +942,7 @@ def _apply_fast(
         for gs, j in zip(g_last[differs].tolist(), order[src[differs]].tolist(), strict=True):
             di = int(frame.dev_of_g[gs])
             frame.states[di].speeds[gs - int(frame.bases[di])] = speed_values[j]
-        names = np.array(list(map(_get_name, kept)), dtype=object)
+        names = np.array([sample.if_name for sample in kept], dtype=object)
         named = np.not_equal(names, "")[order]
         name_src = _ffill_index(named | first)[last]
         state_names = np.array([nm for st in frame.states for nm in st.names], dtype=object)
@@ -932,12 +963,18 @@ def _apply_fast(
     new["has"] = present[rows]
     new["bits"] = bits[rows]
     new["oper"] = oper[rows]
-    chain = _cat(_HIST, [hist, new])
-    chain_g = np.concatenate([hg, new_g])
-    is_new = np.r_[np.zeros(len(hist), dtype=bool), np.ones(len(new), dtype=bool)]
-    chain_speed = np.r_[np.full(len(hist), math.nan), speed_eff[applied]]
-    corder = np.lexsort((chain["ts"], chain_g))
-    chain, chain_g, is_new, chain_speed = _rows(chain, corder), chain_g[corder], is_new[corder], chain_speed[corder]
+    merged = _append_in_order(hist, hg, new, new_g)
+    if merged is not None:
+        chain, chain_g, is_new = merged
+        chain_speed = np.full(len(chain), math.nan)
+        chain_speed[is_new] = speed_eff[applied]
+    else:
+        chain = _cat(_HIST, [hist, new])
+        chain_g = np.concatenate([hg, new_g])
+        is_new = np.r_[np.zeros(len(hist), dtype=bool), np.ones(len(new), dtype=bool)]
+        chain_speed = np.r_[np.full(len(hist), math.nan), speed_eff[applied]]
+        corder = np.lexsort((chain["ts"], chain_g))
+        chain, chain_g, is_new, chain_speed = _rows(chain, corder), chain_g[corder], is_new[corder], chain_speed[corder]
     pair = np.flatnonzero(is_new[1:] & (chain_g[1:] == chain_g[:-1])) + 1
     values, ok, wrapped = _interval_points(_rows(chain, pair - 1), _rows(chain, pair), chain_speed[pair])
     result.resets += int((~ok).sum())
@@ -965,10 +1002,14 @@ def _apply_fast(
     pts_new["v"] = values[ok]
     pts_g = chain_g[good]
     if len(pts_new):
-        all_pts = _cat(_PTS, [frame.pts, pts_new])
-        all_g = np.concatenate([frame.pg, pts_g])
-        porder = np.lexsort((all_pts["ts"], all_g))
-        frame.pts, frame.pg = _rows(all_pts, porder), all_g[porder]
+        merged_pts = _append_in_order(frame.pts, frame.pg, pts_new, pts_g)
+        if merged_pts is not None:
+            frame.pts, frame.pg = merged_pts[0], merged_pts[1]
+        else:
+            all_pts = _cat(_PTS, [frame.pts, pts_new])
+            all_g = np.concatenate([frame.pg, pts_g])
+            porder = np.lexsort((all_pts["ts"], all_g))
+            frame.pts, frame.pg = _rows(all_pts, porder), all_g[porder]
         new_keys = np.unique((pts_g << _MINUTE_BITS) + pts_new["ts"] // WINDOW_MS)
         win_new = np.zeros(len(new_keys), dtype=_WIN)
         win_g = new_keys >> _MINUTE_BITS

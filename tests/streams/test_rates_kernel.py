@@ -314,3 +314,48 @@ def test_numbers_past_64_bits_take_the_exact_path():
         assert isinstance(states["r1"], dict)  # the compact form cannot hold it
         got = flush_windows(states, ["r1"], allowed_lateness_ms=0)["r1"]
         _same_windows(got, want)
+
+
+def _rows_of(groups_ts: list[tuple[int, int]]) -> tuple[Any, Any]:
+    import numpy as np
+
+    from streams.rates import _PTS
+
+    table = np.zeros(len(groups_ts), dtype=_PTS)
+    table["ts"] = [ts for _, ts in groups_ts]
+    table["v"][:, 0] = [ts * 0.5 for _, ts in groups_ts]  # a payload to follow the rows
+    return table, np.array([g for g, _ in groups_ts], dtype=np.int64)
+
+
+def test_new_rows_merge_in_after_each_groups_retained_rows():
+    import numpy as np
+
+    from streams.rates import _append_in_order
+
+    old, old_g = _rows_of([(0, 10), (0, 20), (2, 5), (5, 1), (5, 2)])
+    new, new_g = _rows_of([(0, 30), (1, 7), (2, 6), (2, 9), (6, 1)])
+    merged = _append_in_order(old, old_g, new, new_g)
+    assert merged is not None
+    table, groups, is_new = merged
+    expected = sorted([(0, 10), (0, 20), (2, 5), (5, 1), (5, 2), (0, 30), (1, 7), (2, 6), (2, 9), (6, 1)])
+    assert list(zip(groups.tolist(), table["ts"].tolist(), strict=True)) == expected
+    assert np.array_equal(table["v"][:, 0], table["ts"] * 0.5)
+    assert is_new.tolist() == [False, False, True, True, False, True, True, False, False, True]
+
+
+@pytest.mark.parametrize(
+    "old_rows, new_rows",
+    [
+        ([(0, 10), (0, 20)], [(0, 15)]),  # a new row not after the group's retained ones
+        ([(0, 10), (0, 20)], [(0, 20)]),  # nor at the same time
+        ([(0, 10)], [(1, 9), (0, 30)]),  # new rows out of group order
+        ([(1, 10), (0, 20)], [(2, 1)]),  # retained rows out of group order
+        ([(0, 1), (0, 2), (0, 3), (5, 1)], [(5, 9), (0, 9)]),  # new rows out of order, far apart
+    ],
+)
+def test_a_merge_out_of_order_is_refused(old_rows, new_rows):
+    from streams.rates import _append_in_order
+
+    old, old_g = _rows_of(old_rows)
+    new, new_g = _rows_of(new_rows)
+    assert _append_in_order(old, old_g, new, new_g) is None
