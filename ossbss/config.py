@@ -106,7 +106,10 @@ class StreamsConfig:
 @dataclass(frozen=True)
 class SinkConfig:
     group_id: str = "ossbss-sink"
-    batch_size: int = 50_000
+    batch_size: int = 50_000  # messages (a batched topic's message holds up to 1000 records)
+    # ... or this many bytes of messages: under a backlog of batched messages the message count is never
+    # reached, and without a byte bound every flush waited out flush_interval_s gathering.
+    batch_bytes: int = 64 * 1024 * 1024
     flush_interval_s: float = 0.5
     max_retry_backoff_s: float = 30.0
     # The pipeline's own metrics: written to ClickHouse pipeline_metrics every interval, and served
@@ -122,6 +125,8 @@ class SinkConfig:
             raise ConfigError("sink.metrics_port", "must be a TCP port (0 turns the endpoint off)")
         if self.batch_size < 1:
             raise ConfigError("sink.batch_size", "must be >= 1")
+        if self.batch_bytes < 1:
+            raise ConfigError("sink.batch_bytes", "must be >= 1")
         if self.flush_interval_s <= 0:
             raise ConfigError("sink.flush_interval_s", "must be > 0")
 

@@ -170,18 +170,22 @@ class WarehouseSink:
             self.producer.flush(30)
 
     def poll_batch(self) -> int:
-        """Gather up to ``batch_size`` messages or ``flush_interval_s``, then flush them; returns messages."""
+        """Gather up to ``batch_size`` messages, ``batch_bytes`` of them or ``flush_interval_s``, then flush
+        them; returns messages."""
         deadline = time.monotonic() + self.config.flush_interval_s
         messages: list[Message] = []
-        while len(messages) < self.config.batch_size and not self._stop.is_set():
+        size = 0
+        limit, byte_limit = self.config.batch_size, self.config.batch_bytes
+        while len(messages) < limit and size < byte_limit and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            got = self.consumer.consume(min(self.config.batch_size - len(messages), 10_000), timeout=remaining)
+            got = self.consumer.consume(min(limit - len(messages), 10_000), timeout=remaining)
             for msg in got:
                 err = msg.error()
                 if err is None:
                     messages.append(msg)
+                    size += len(msg)
                 elif err.code() != KafkaError._PARTITION_EOF:
                     log.warning("sink: consume error %s", err)
         if messages:
