@@ -21,7 +21,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import groupby
+from itertools import groupby, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -382,8 +382,16 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
             # Where each record came from: (message, position in a batched message or -1).
             origins: list[tuple[Any, int]] = []
             now_ms = int(time.time() * 1000)
+            earliest, latest = now_ms - max_usage_age_ms, now_ms + future_ms
             for msg, received in decode_events(events, usage_codec.decode_message, "rating"):
                 batched = msg.value[:1] == b"["
+                if not received:
+                    continue
+                starts = [record.start_ms for record in received]
+                if earliest <= min(starts) and max(starts) <= latest:  # the usual message: all of it in time
+                    records.extend(received)
+                    origins.extend(zip(repeat(msg), range(len(received))) if batched else [(msg, -1)])
+                    continue
                 for position, record in enumerate(received):
                     element = position if batched else -1
                     reason = usage_time_problem(record, now_ms)
