@@ -12,6 +12,16 @@ Flush order (each step says what it guarantees):
 
 While the warehouse is unavailable the sink pauses its partitions, keeps its group membership alive,
 and retries with exponential backoff; nothing is consumed meanwhile (back-pressure), nothing is lost.
+
+Landing overlaps gathering (``run``): steps 1 and 2 of a batch run on a thread of their own while the
+consuming thread gathers and decodes the next batch, so the engine's insert (or a server's HTTP round
+trip) no longer stops the decoding. At most one batch is landing and one being gathered (memory stays
+bounded by two batches); the consuming thread commits a batch (3, 4) as soon as it has landed, and
+hands the next one over only after that, so batches land and commit in order. Only the consuming
+thread calls the consumer, the commit included (a synchronous commit from the landing thread could wait
+on a consumer blocked in consume(), which stalled the sink in the crash tests): while a landing waits
+for the warehouse, it is that thread that pauses the partitions and keeps the membership alive, and a
+message it still receives is kept for the next batch, not dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +120,20 @@ class _Insert:
     skipped: int = 0
 
 
+@dataclass
+class _Landed:
+    """A batch whose rows are in the warehouse and whose dead letters are on the broker: what its commit
+    and its counters need."""
+
+    messages: list[Message]
+    by_topic: dict[str, list[Message]]
+    inserts: list[_Insert]
+    dead: int
+    skipped: int
+    decoding_s: float
+    started: float
+
+
 class WarehouseSink:
     """Consumes the pipeline's topics and writes them to the warehouse in columnar batches."""
 
@@ -147,6 +173,12 @@ class WarehouseSink:
         )
         self._assignment: list[TopicPartition] = []
         self._stop = threading.Event()
+        # The batch landing on its own thread (run), whether it waits for the warehouse, and what the
+        # consuming thread received while it kept the membership alive meanwhile.
+        self._lander: ThreadPoolExecutor | None = None
+        self._landing: Future[_Landed] | None = None
+        self._landing_waits = threading.Event()
+        self._carried: list[Message] = []
 
     # -- consuming -------------------------------------------------------------------------------
 
@@ -160,41 +192,97 @@ class WarehouseSink:
         self._stop.set()
 
     def run(self) -> None:
-        """Consume and flush until :meth:`stop`; the last partial batch is flushed before returning."""
+        """Consume and flush until :meth:`stop`, each batch landing while the next is gathered; the last
+        partial batch is landed before returning."""
         self.start()
+        self._lander = ThreadPoolExecutor(1, thread_name_prefix="sink-landing")
         try:
             while not self._stop.is_set():
                 self.poll_batch()
         finally:
-            self.consumer.close()
-            self.producer.flush(30)
+            try:
+                self._finish_landing()
+            finally:
+                self._lander.shutdown(wait=True)
+                self._lander = None
+                self.consumer.close()
+                self.producer.flush(30)
 
     def poll_batch(self) -> int:
         """Gather up to ``batch_size`` messages, ``batch_bytes`` of them or ``flush_interval_s``, then flush
-        them; returns messages."""
+        them (on the landing thread when :meth:`run` started one); returns messages."""
+        messages = self._gather()
+        if not messages:
+            self._finish_landing()  # nothing new: commit the batch landing now rather than with the next
+            return 0
+        if self._lander is None:
+            self.flush(messages)
+            return len(messages)
+        prepared = self._prepare(messages)  # decoded while the previous batch lands
+        self._finish_landing()  # that one is committed: batches land and commit in order
+        self._landing = self._lander.submit(self._land, messages, *prepared, True)
+        return len(messages)
+
+    def _finish_landing(self) -> None:
+        """Wait for the batch landing (raising its error), then commit it; while it waits for the warehouse,
+        pause the partitions and keep the group membership alive, keeping any message still received."""
+        landing, self._landing = self._landing, None
+        if landing is None:
+            return
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    landed = landing.result(timeout=0.2)
+                    break
+                except FutureTimeout:
+                    if not self._landing_waits.is_set():
+                        continue
+                    if not paused and self._assignment:
+                        paused = list(self._assignment)
+                        self.consumer.pause(paused)
+                    self._carried.extend(self._received(self.consumer.consume(100, timeout=0.3)))
+        finally:
+            if paused:
+                self.consumer.resume(paused)
+        self._complete(landed)
+
+    def _gather(self) -> list[Message]:
         deadline = time.monotonic() + self.config.flush_interval_s
-        messages: list[Message] = []
-        size = 0
+        messages, self._carried = self._carried, []
+        size = sum(len(m) for m in messages)
         limit, byte_limit = self.config.batch_size, self.config.batch_bytes
         while len(messages) < limit and size < byte_limit and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            got = self.consumer.consume(min(limit - len(messages), 10_000), timeout=remaining)
-            for msg in got:
-                err = msg.error()
-                if err is None:
-                    messages.append(msg)
-                    size += len(msg)
-                elif err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("sink: consume error %s", err)
-        if messages:
-            self.flush(messages)
-        return len(messages)
+            if self._landing is not None and self._landing.done():
+                self._finish_landing()  # committed as soon as it has landed, not with the next batch
+            got = self._received(self.consumer.consume(min(limit - len(messages), 10_000), timeout=min(remaining, 0.1)))
+            messages.extend(got)
+            size += sum(len(m) for m in got)
+        return messages
+
+    @staticmethod
+    def _received(got: list[Message]) -> list[Message]:
+        """The messages of a consume call; errors other than a partition's end are logged."""
+        kept = []
+        for msg in got:
+            err = msg.error()
+            if err is None:
+                kept.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("sink: consume error %s", err)
+        return kept
 
     # -- flushing ----------------------------------------------------------------------------------
 
     def flush(self, messages: list[Message]) -> None:
+        """Decode, land and commit ``messages`` now, on this thread."""
+        self._complete(self._land(messages, *self._prepare(messages)))
+
+    def _prepare(self, messages: list[Message]) -> tuple[dict[str, list[Message]], list[_Insert], float]:
+        """Each topic's messages decoded into a batch for its table (fast path or object path)."""
         started = time.perf_counter()
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for msg in messages:
@@ -213,26 +301,44 @@ class WarehouseSink:
             else:
                 self._decode_records(batch)
             batches.append(batch)
+        return by_topic, batches, time.perf_counter() - started
+
+    def _land(
+        self,
+        messages: list[Message],
+        by_topic: dict[str, list[Message]],
+        batches: list[_Insert],
+        decoding_s: float,
+        background: bool = False,
+    ) -> _Landed:
+        """Steps 1 and 2 of the module's flush order for one prepared batch (``background``: on the landing
+        thread, which leaves the consumer to the consuming thread); :meth:`_complete` does 3 and 4."""
+        started = time.perf_counter()
         inserts = [batch for batch in batches if batch.row_msgs]
         # 1. insert (idempotent on record id)
-        refused = [dl for batch in inserts for dl in self._insert_with_retry(batch)]
+        refused = [dl for batch in inserts for dl in self._insert_with_retry(batch, background)]
         dead = [dl for batch in batches for dl in batch.dead] + refused
         # 2. dead letters on the broker before the offsets move
         for dl in dead:
             self.producer.produce(DEAD_LETTERS.name, encode(dl), dl.topic.encode())
         if dead and self.producer.flush(60) > 0:
             raise RuntimeError("sink: dead letters could not be delivered to Kafka; not committing offsets")
+        return _Landed(messages, by_topic, inserts, len(dead), sum(b.skipped for b in batches), decoding_s, started)
+
+    def _complete(self, landed: _Landed) -> None:
+        """Steps 3 and 4, on the consuming thread: a synchronous commit from another thread can wait on a
+        consumer blocked in consume() (seen as a stalled sink in the crash tests)."""
         # 3. commit what is now in the warehouse
-        self._commit(messages)
+        self._commit(landed.messages)
         # 4. counters
-        for batch in inserts:
+        for batch in landed.inserts:
             self.stats.rows[batch.route.table] += len(batch.row_msgs)
-        for topic, msgs in by_topic.items():
+        for topic, msgs in landed.by_topic.items():
             self.stats.consumed[topic] += len(msgs)
-        self.stats.dead_letters += len(dead)
-        self.stats.skipped_invalid += sum(batch.skipped for batch in batches)
+        self.stats.dead_letters += landed.dead
+        self.stats.skipped_invalid += landed.skipped
         self.stats.batches += 1
-        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        self.stats.last_batch_ms = (landed.decoding_s + time.perf_counter() - landed.started) * 1000
         self.stats.last_flush_at = time.time()
         if self.on_flush:
             self.on_flush(self.stats)
@@ -264,7 +370,7 @@ class WarehouseSink:
             offset=_int(msg.offset()),
         )
 
-    def _insert_with_retry(self, batch: _Insert) -> list[DeadLetter]:
+    def _insert_with_retry(self, batch: _Insert, background: bool) -> list[DeadLetter]:
         """Insert, backing off while the warehouse is unavailable; rows the engine refuses become dead letters."""
         backoff = 0.5
         while True:
@@ -274,10 +380,16 @@ class WarehouseSink:
                 self.stats.retries += 1
                 wait = min(max(backoff, exc.retry_after), self.config.max_retry_backoff_s)
                 log.warning("sink: warehouse unavailable (%s); retrying %s in %.1fs", exc, batch.route.table, wait)
-                self._wait_paused(wait)
+                if background:  # the consuming thread pauses and keeps the membership alive (_finish_landing)
+                    self._landing_waits.set()
+                    time.sleep(wait)
+                else:
+                    self._wait_paused(wait)
                 backoff = min(backoff * 2, self.config.max_retry_backoff_s)
                 if self._stop.is_set() and backoff >= self.config.max_retry_backoff_s:
                     raise
+            finally:
+                self._landing_waits.clear()
 
     def _insert(self, batch: _Insert) -> list[DeadLetter]:
         table = batch.route.table
@@ -310,8 +422,10 @@ class WarehouseSink:
         if self._assignment:
             self.consumer.pause(self._assignment)
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.consumer.consume(1, timeout=min(0.5, max(end - time.monotonic(), 0.01)))
+        while time.monotonic() < end:  # (a message still delivered is kept for the next batch, not dropped)
+            self._carried.extend(
+                self._received(self.consumer.consume(1, timeout=min(0.5, max(end - time.monotonic(), 0.01))))
+            )
         if self._assignment:
             self.consumer.resume(self._assignment)
 

@@ -65,8 +65,8 @@ def two_worker_run(tmp_path_factory: pytest.TempPathFactory, stream_worker_confi
 
 
 def test_both_workers_own_partitions(two_worker_run):
-    _, _, drained, members = two_worker_run
-    assert drained
+    pipeline, _, drained, members = two_worker_run
+    assert drained, pipeline.drain_status  # which stage did not catch up, and its lag per partition
     assert len(members) == 2
     samples_partitions = [{p for t, p in m if t == "telemetry.samples"} for m in members]
     assert all(samples_partitions) and not (samples_partitions[0] & samples_partitions[1])
