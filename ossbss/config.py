@@ -82,6 +82,8 @@ class StreamsConfig:
     # A partition that saw nothing for this long has its open windows emitted (they are re-emitted
     # with a higher revision if late samples still arrive within the allowed lateness).
     idle_close_s: float = 5.0
+    # Messages per processing batch (faust's take counts messages; one of a batched topic holds up to
+    # 1000 records), or what arrived within batch_within_s.
     batch_size: int = 5000
     batch_within_s: float = 0.25
     # A clock this far ahead of ours is a broken device or file, not the future: dead-lettered,
