@@ -68,11 +68,12 @@ def test_worker_collectors_ingests_a_dropped_usage_file(kafka_bootstrap, tmp_pat
                     records, _ = codec.decode_message(msg.value())
                     found.update((r.id, r) for r in records if r.id.startswith(tag))
         consumer.close()
-        assert sorted(found) == sorted(f"{tag}-{i}" for i in range(1, 6))
-        assert found[f"{tag}-3"].bytes_down == 6000
     finally:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)
+    # (the worker's own output says what it did, should the records not have arrived)
+    assert sorted(found) == sorted(f"{tag}-{i}" for i in range(1, 6)), output
+    assert found[f"{tag}-3"].bytes_down == 6000
     assert worker.returncode == 0, output
     assert "running 1 collector(s)" in output
 
