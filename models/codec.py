@@ -79,7 +79,6 @@ class RecordCodec(Generic[R]):
         self.max_bytes = max_bytes
         self.batched = batched
         self._decoder = msgspec.json.Decoder(record_type)
-        self._array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
         self._list_decoder: msgspec.json.Decoder[list[R]] = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
 
     def decode_message(self, value: bytes | None) -> tuple[list[R], list[DecodeFailure]]:
@@ -111,7 +110,7 @@ class RecordCodec(Generic[R]):
     def decode_elements(self, value: bytes) -> tuple[list[R], list[DecodeFailure]]:
         """A batched message element by element: the good records, and each bad one with its reason."""
         try:
-            elements = self._array_decoder.decode(value)
+            elements = _raw_elements.decode(value)
         except msgspec.DecodeError as exc:
             raise ValueError(f"malformed JSON: {exc}") from None
         records: list[R] = []

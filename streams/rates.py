@@ -411,6 +411,22 @@ def _append_in_order(
     return merged, merged_groups, is_new
 
 
+def _merged(
+    table: np.ndarray, groups: np.ndarray, new: np.ndarray, new_groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``table`` and ``new`` as one table sorted by (group, ts), its groups, and which rows are new: by
+    :func:`_append_in_order` when its order holds, else by a stable sort of both (new rows keep their
+    order among themselves either way)."""
+    merged = _append_in_order(table, groups, new, new_groups)
+    if merged is not None:
+        return merged
+    both = _cat(table.dtype, [table, new])
+    both_groups = np.concatenate([groups, new_groups])
+    is_new = np.r_[np.zeros(len(table), dtype=bool), np.ones(len(new), dtype=bool)]
+    order = np.lexsort((both["ts"], both_groups))
+    return _rows(both, order), both_groups[order], is_new[order]
+
+
 class RateState:
     """A device's rate state in compact form (see the kernel notes above)."""
 
@@ -963,18 +979,9 @@ def _apply_fast(
     new["has"] = present[rows]
     new["bits"] = bits[rows]
     new["oper"] = oper[rows]
-    merged = _append_in_order(hist, hg, new, new_g)
-    if merged is not None:
-        chain, chain_g, is_new = merged
-        chain_speed = np.full(len(chain), math.nan)
-        chain_speed[is_new] = speed_eff[applied]
-    else:
-        chain = _cat(_HIST, [hist, new])
-        chain_g = np.concatenate([hg, new_g])
-        is_new = np.r_[np.zeros(len(hist), dtype=bool), np.ones(len(new), dtype=bool)]
-        chain_speed = np.r_[np.full(len(hist), math.nan), speed_eff[applied]]
-        corder = np.lexsort((chain["ts"], chain_g))
-        chain, chain_g, is_new, chain_speed = _rows(chain, corder), chain_g[corder], is_new[corder], chain_speed[corder]
+    chain, chain_g, is_new = _merged(hist, hg, new, new_g)
+    chain_speed = np.full(len(chain), math.nan)
+    chain_speed[is_new] = speed_eff[applied]  # new rows keep their order in the merge
     pair = np.flatnonzero(is_new[1:] & (chain_g[1:] == chain_g[:-1])) + 1
     values, ok, wrapped = _interval_points(_rows(chain, pair - 1), _rows(chain, pair), chain_speed[pair])
     result.resets += int((~ok).sum())
@@ -1002,14 +1009,7 @@ def _apply_fast(
     pts_new["v"] = values[ok]
     pts_g = chain_g[good]
     if len(pts_new):
-        merged_pts = _append_in_order(frame.pts, frame.pg, pts_new, pts_g)
-        if merged_pts is not None:
-            frame.pts, frame.pg = merged_pts[0], merged_pts[1]
-        else:
-            all_pts = _cat(_PTS, [frame.pts, pts_new])
-            all_g = np.concatenate([frame.pg, pts_g])
-            porder = np.lexsort((all_pts["ts"], all_g))
-            frame.pts, frame.pg = _rows(all_pts, porder), all_g[porder]
+        frame.pts, frame.pg, _ = _merged(frame.pts, frame.pg, pts_new, pts_g)
         new_keys = np.unique((pts_g << _MINUTE_BITS) + pts_new["ts"] // WINDOW_MS)
         win_new = np.zeros(len(new_keys), dtype=_WIN)
         win_g = new_keys >> _MINUTE_BITS

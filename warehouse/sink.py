@@ -229,22 +229,13 @@ class WarehouseSink:
         landing, self._landing = self._landing, None
         if landing is None:
             return
-        paused: list[TopicPartition] = []
-        try:
-            while True:
-                try:
-                    landed = landing.result(timeout=0.2)
-                    break
-                except FutureTimeout:
-                    if not self._landing_waits.is_set():
-                        continue
-                    if not paused and self._assignment:
-                        paused = list(self._assignment)
-                        self.consumer.pause(paused)
-                    self._carried.extend(self._received(self.consumer.consume(100, timeout=0.3)))
-        finally:
-            if paused:
-                self.consumer.resume(paused)
+        while True:
+            try:
+                landed = landing.result(timeout=0.2)
+                break
+            except FutureTimeout:
+                if self._landing_waits.is_set():
+                    self._paused_while(lambda: not landing.done())
         self._complete(landed)
 
     def _gather(self) -> list[Message]:
@@ -418,16 +409,21 @@ class WarehouseSink:
             )
 
     def _wait_paused(self, seconds: float) -> None:
-        # Pausing keeps the group membership alive while nothing new is fetched (back-pressure).
-        if self._assignment:
-            self.consumer.pause(self._assignment)
         end = time.monotonic() + seconds
-        while time.monotonic() < end:  # (a message still delivered is kept for the next batch, not dropped)
-            self._carried.extend(
-                self._received(self.consumer.consume(1, timeout=min(0.5, max(end - time.monotonic(), 0.01))))
-            )
-        if self._assignment:
-            self.consumer.resume(self._assignment)
+        self._paused_while(lambda: time.monotonic() < end)
+
+    def _paused_while(self, waiting: Callable[[], bool]) -> None:
+        """Pause the assignment while ``waiting()`` holds, keeping the group membership alive (back-pressure);
+        a message still delivered meanwhile is kept for the next batch, not dropped."""
+        paused = list(self._assignment)
+        if paused:
+            self.consumer.pause(paused)
+        try:
+            while waiting():
+                self._carried.extend(self._received(self.consumer.consume(100, timeout=0.2)))
+        finally:
+            if paused:
+                self.consumer.resume(paused)
 
     def _commit(self, messages: list[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
