@@ -8,12 +8,14 @@
   rated by the worker and its row is in ClickHouse ``rated_usage``. Baseline: raw consume + decode +
   bulk insert of the same usage rows.
 
-The worker and the sink are started and proven running (a probe goes all the way through) before the
-clock starts; the backlog is produced after, so the figure includes the producing collectors. For
-``pipeline_rates`` they run in this process, beside the sink: on two cores a separate producing process
-measured slower (30-36k against 39-46k samples/s, on 12 polls), as it takes the worker's core while the
-backlog is produced. For ``usage_rating_e2e`` they run in a process of their own, as a collector does
-(the same figure either way, 48-51k records/s, and then the sink's work is all this process does).
+Both measure the path their target names, Kafka -> stream worker -> sink -> ClickHouse, as the baseline
+measures its consume + insert. The backlog is encoded by the collectors' publisher once, before any
+clock runs, onto the baseline's topic; the baseline reads it from there. The worker and the sink are
+started and proven running (a probe goes all the way through); then the clock starts and the very same
+messages (key, partition, bytes) are written to the pipeline's topic as fast as the broker takes them,
+while the pipeline consumes. Encoding records is the collectors' cost, measured on its own by
+``collect_produce``; until 2026-11-22 it ran inside this clock (16 of 28 s of ``pipeline_rates`` in
+the last such run), on the same two cores as the worker.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import BenchResult, benchmark
-from collectors.publish import RecordPublisher
+from collectors.publish import RecordPublisher, producer_config
 from collectors.simulate import DeviceSimulator
 from models.codec import RecordCodec, codec_for
 from models.records import Record, TelemetrySample, UsageRecord
@@ -126,6 +128,56 @@ def _raw_consume_insert(bootstrap: str, warehouse: Warehouse, record_type: type,
     return elapsed
 
 
+Backlog = list[tuple[int, bytes | None, bytes]]
+
+
+def _read_backlog(bootstrap: str) -> Backlog:
+    """Every message of the baseline topic as ``(partition, key, value)``, read before the clock runs."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-copy-{time.time_ns()}",
+            "enable.auto.commit": False,
+        }
+    )
+    partitions = consumer.list_topics(BASELINE_TOPIC, timeout=10).topics[BASELINE_TOPIC].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(BASELINE_TOPIC, p), timeout=10)[1] for p in partitions}
+    consumer.assign([TopicPartition(BASELINE_TOPIC, p, 0) for p in partitions])
+    backlog: Backlog = []
+    remaining = sum(ends.values())
+    deadline = time.monotonic() + 120
+    while remaining and time.monotonic() < deadline:
+        for message in consumer.consume(5000, timeout=1.0):
+            if message.error() is None:
+                backlog.append((message.partition(), message.key(), message.value()))
+                remaining -= 1
+    consumer.close()
+    if remaining:
+        raise RuntimeError(f"{remaining} message(s) of {BASELINE_TOPIC} could not be read back for the pipeline")
+    return backlog
+
+
+def _replay(bootstrap: str, backlog: Backlog, topic: str) -> None:
+    """Write the backlog's messages to ``topic``, each to its partition, with the collectors' producer
+    settings; returns once all are delivered."""
+    producer = Producer(producer_config(bootstrap))
+    failed: list[str] = []
+
+    def delivered(error: object, _message: object) -> None:
+        if error is not None:
+            failed.append(str(error))
+
+    for partition, key, value in backlog:
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60) or failed:
+        raise RuntimeError(f"the backlog was not all delivered to {topic}: {failed[:1] or 'flush timed out'}")
+
+
 def _ready() -> bool:
     return True
 
@@ -209,13 +261,18 @@ def pipeline_rates(quick: bool) -> BenchResult:
     with _bench_pipeline() as pipeline:
         wh = pipeline.warehouse
         assert wh is not None
+        encoding = time.perf_counter()
         samples, windows = _produce_polls(pipeline.bootstrap, devices, interfaces, polls, BASELINE_TOPIC)
+        encoded = time.perf_counter() - encoding
         baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, TelemetrySample, "telemetry_samples", samples)
+        backlog = _read_backlog(pipeline.bootstrap)
         probe = TelemetrySample(id="probe/1/1", device="probe", if_index=1, ts_ms=int(time.time() * 1000) - 3_600_000)
         _start_and_probe(pipeline, probe, TELEMETRY_SAMPLES.name, "telemetry_samples")
         started = time.perf_counter()
-        _produce_polls(pipeline.bootstrap, devices, interfaces, polls, TELEMETRY_SAMPLES.name)
+        _replay(pipeline.bootstrap, backlog, TELEMETRY_SAMPLES.name)
         produced = time.perf_counter() - started
+        messages = len(backlog)
+        del backlog
         config = pipeline.config
         caught_up: dict[str, float] = {}
         _wait_until(
@@ -245,14 +302,17 @@ def pipeline_rates(quick: bool) -> BenchResult:
             "windows": windows,
             "samples_stored": stored,
             "window_rows_inserted": emitted,
+            "messages": messages,
             "seconds": round(elapsed, 2),
-            # Of which producing the backlog (the collectors' side, in this process); when the worker's
-            # and the sink's committed offsets last caught up (the sink then still waits for the windows
-            # of the last minute, which the worker emits once the devices fall idle).
+            # Of which writing the backlog's messages to the topic; when the worker's and the sink's
+            # committed offsets last caught up (the sink then still waits for the windows of the last
+            # minute, which the worker emits once the devices fall idle).
             "produce_seconds": round(produced, 2),
             "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
             "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
             "baseline_seconds": round(baseline_s, 2),
+            # Encoding and producing the backlog with the collectors' publisher, before the clocks.
+            "encode_seconds": round(encoded, 2),
         },
     )
 
@@ -293,16 +353,20 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
     with _bench_pipeline() as pipeline:
         wh = pipeline.warehouse
         assert wh is not None
+        encoding = time.perf_counter()
         _produce_usage(pipeline.bootstrap, count, BASELINE_TOPIC)
+        encoded = time.perf_counter() - encoding
         baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, UsageRecord, "usage_records", count)
+        backlog = _read_backlog(pipeline.bootstrap)
         _start_rating(pipeline)
         caught_up: dict[str, float] = {}
-        with _collector_process() as collector:
-            started = time.perf_counter()
-            collector.submit(_produce_usage, pipeline.bootstrap, count, USAGE_RECORDS.name).result()
-            produced = time.perf_counter() - started
-            _wait_rated(pipeline, "id != 'probe'", count, caught_up, started)
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        _replay(pipeline.bootstrap, backlog, USAGE_RECORDS.name)
+        produced = time.perf_counter() - started
+        messages = len(backlog)
+        del backlog
+        _wait_rated(pipeline, "id != 'probe'", count, caught_up, started)
+        elapsed = time.perf_counter() - started
         config = pipeline.config
     return BenchResult(
         value=count / elapsed,
@@ -311,11 +375,13 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
         ratio=baseline_s / elapsed,
         params={
             "records": count,
+            "messages": messages,
             "seconds": round(elapsed, 2),
             "produce_seconds": round(produced, 2),
             "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
             "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
             "baseline_seconds": round(baseline_s, 2),
+            "encode_seconds": round(encoded, 2),
         },
     )
 
