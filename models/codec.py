@@ -11,7 +11,8 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -63,6 +64,28 @@ MAX_BATCH_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 _raw_elements = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def unchecked_struct(record_type: type[Record]) -> type[msgspec.Struct]:
+    """A struct with ``record_type``'s fields, types, constraints and defaults, but no ``__post_init__``
+    and ``Decimal`` fields as ``str`` (the decimal text kept as sent): msgspec applies every constraint it
+    holds (required fields, lengths, ranges), and the checks ``__post_init__`` makes are left to the caller,
+    who makes them over whole columns. Encodes exactly as ``record_type`` does (same field order, defaults
+    omitted) when it has no ``Decimal`` field. A Python call per record less, and no garbage-collector
+    tracking (the fields are strings and numbers): decoding a 1000-sample poll takes about half the time."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for info in msgspec.structs.fields(record_type):
+        wire_type = str if info.type is Decimal else info.type
+        if info.required:
+            fields.append((info.name, wire_type))
+        elif info.default_factory is not msgspec.NODEFAULT:
+            fields.append((info.name, wire_type, msgspec.field(default_factory=info.default_factory)))
+        else:
+            fields.append((info.name, wire_type, info.default))
+    # Named as the record type: a refusal's reason names the type ("invalid TelemetrySample: ...").
+    return msgspec.defstruct(
+        record_type.__name__, fields, kw_only=True, frozen=True, omit_defaults=True, gc=False, module=__name__
+    )
 
 
 def elements_fit(value: bytes, max_bytes: int) -> bool:

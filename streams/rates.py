@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from models.records import InterfaceRate, TelemetrySample
+from models.records import COUNTER64_MAX, COUNTER_FIELDS, InterfaceRate, TelemetrySample
 
 WINDOW_MS = 60_000
 COUNTER32 = 2**32
@@ -647,6 +647,8 @@ def apply_batch(
             fast.append((device, state, samples))
         else:
             exact.append((device, samples))
+    for _, samples in exact:  # the vector path checks its own, before changing anything
+        _check_counters(samples)
     if fast:
         fallback = _apply_fast(fast, allowed_lateness_ms, result)
         exact.extend((device, samples_by_device[device]) for device in fallback)
@@ -800,6 +802,53 @@ def _uint64_or_flag(values: list[int | None]) -> tuple[np.ndarray, np.ndarray, n
         return column, present | big, big
 
 
+class CounterOverflow(ValueError):
+    """A sample's counter is above 2**64 - 1: samples decoded without ``TelemetrySample``'s own check
+    (:func:`models.codec.unchecked_struct`) meet it here, before any state has changed."""
+
+
+def _counter_columns(samples: list[TelemetrySample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The eight counters of the state (octets, errors, discards, then packets as unicast + non-unicast)
+    as uint64 with their presence, and the rows whose packet sum passes 2**64 (the exact path's)."""
+    n = len(samples)
+    counters = np.zeros((n, 8), dtype=np.uint64)
+    present = np.zeros((n, 8), dtype=bool)
+    bad_row = np.zeros(n, dtype=bool)
+    try:
+        # Fields gathered by comprehensions naming the attribute: about half the time of attrgetter maps.
+        gathered = (
+            [s.in_octets for s in samples],
+            [s.out_octets for s in samples],
+            [s.in_errors for s in samples],
+            [s.out_errors for s in samples],
+            [s.in_discards for s in samples],
+            [s.out_discards for s in samples],
+        )
+        for k, field_values in enumerate(gathered):
+            counters[:, k], present[:, k] = _column(field_values, np.uint64)
+        packets = (
+            ([s.in_ucast_pkts for s in samples], [s.in_nucast_pkts for s in samples]),
+            ([s.out_ucast_pkts for s in samples], [s.out_nucast_pkts for s in samples]),
+        )
+        for k, (unicast_values, non_unicast_values) in enumerate(packets):
+            unicast, has_unicast = _column(unicast_values, np.uint64)
+            non_unicast, _ = _column(non_unicast_values, np.uint64)
+            total = unicast + non_unicast
+            bad_row |= total < unicast  # past 2**64: the exact path sums Python ints
+            counters[:, 6 + k], present[:, 6 + k] = total, has_unicast
+    except OverflowError:  # a conversion to uint64 met a larger integer
+        raise CounterOverflow("a counter is above 2**64 - 1 (a 64-bit counter's range)") from None
+    return counters, present, bad_row
+
+
+def _check_counters(samples: Sequence[TelemetrySample]) -> None:
+    """:class:`CounterOverflow` when a counter of one of ``samples`` is above 2**64 - 1 (the exact path's
+    samples: the vector path finds it converting its columns)."""
+    for sample in samples:
+        if max(getattr(sample, name) or 0 for name in COUNTER_FIELDS) > COUNTER64_MAX:
+            raise CounterOverflow(f"a counter of sample {sample.id} is above 2**64 - 1 (a 64-bit counter's range)")
+
+
 def _ffill_index(valid: np.ndarray) -> np.ndarray:
     """For each position, the last position at or before it where ``valid`` holds (0 when none)."""
     idx = np.where(valid, np.arange(len(valid)), 0)
@@ -813,6 +862,8 @@ def _apply_fast(
     """The vector path for these devices; returns the devices it left to the exact path."""
     ndev = len(group)
     kept: list[TelemetrySample] = [sample for _, _, samples in group for sample in samples]
+    # First, before any state changes: the counters (CounterOverflow when one is above 2**64 - 1).
+    counters, present, bad_row = _counter_columns(kept)
     counts = np.array([len(samples) for _, _, samples in group], dtype=np.int64)
     row_dev = np.repeat(np.arange(ndev), counts)
     ts = np.array([sample.ts_ms for sample in kept], dtype=np.int64)
@@ -827,6 +878,7 @@ def _apply_fast(
         keep = ~is_late
         kept = [sample for sample, k in zip(kept, keep.tolist(), strict=True) if k]
         row_dev, ts = row_dev[keep], ts[keep]
+        counters, present, bad_row = counters[keep], present[keep], bad_row[keep]
         counts = np.bincount(row_dev, minlength=ndev)
     # Each sample's interface slot in its device's state (new interfaces get one, in order of arrival).
     if_indexes = [sample.if_index for sample in kept]
@@ -847,30 +899,6 @@ def _apply_fast(
     frame = _Frame([device for device, _, _ in group], [state for _, state, _ in group])
     n = len(kept)
     g = frame.bases[row_dev] + np.array(slots, dtype=np.int64)
-    counters = np.zeros((n, 8), dtype=np.uint64)
-    present = np.zeros((n, 8), dtype=bool)
-    bad_row = np.zeros(n, dtype=bool)
-    # Fields gathered by comprehensions naming the attribute: about half the time of attrgetter maps.
-    gathered = (
-        [s.in_octets for s in kept],
-        [s.out_octets for s in kept],
-        [s.in_errors for s in kept],
-        [s.out_errors for s in kept],
-        [s.in_discards for s in kept],
-        [s.out_discards for s in kept],
-    )
-    for k, field_values in enumerate(gathered):
-        counters[:, k], present[:, k] = _column(field_values, np.uint64)
-    packets = (
-        ([s.in_ucast_pkts for s in kept], [s.in_nucast_pkts for s in kept]),
-        ([s.out_ucast_pkts for s in kept], [s.out_nucast_pkts for s in kept]),
-    )
-    for k, (unicast_values, non_unicast_values) in enumerate(packets):
-        unicast, has_unicast = _column(unicast_values, np.uint64)
-        non_unicast, _ = _column(non_unicast_values, np.uint64)
-        total = unicast + non_unicast
-        bad_row |= total < unicast  # past 2**64: the exact path sums Python ints
-        counters[:, 6 + k], present[:, 6 + k] = total, has_unicast
     uptime_u, has_uptime, huge = _uint64_or_flag([s.uptime_ticks for s in kept])
     bad_row |= huge | (uptime_u > np.uint64(_INT64_MAX))
     uptime = np.where(has_uptime, uptime_u.astype(np.int64), -1)

@@ -31,8 +31,8 @@ ms (work the object path does as well, in ``to_arrow_table``). With the engine's
 37-43 ms against 46-51 ms per batch.
 
 Same accepted set as the object path. The slim structs are derived from the record types field by field
-(:func:`_wire_struct`), so msgspec applies the same required fields, lengths and ranges; what the object
-path checks outside msgspec (schema version, record size limits, ``end_ms >= start_ms``, the 64-bit
+(:func:`models.codec.unchecked_struct`), so msgspec applies the same required fields, lengths and ranges;
+what the object path checks outside msgspec (schema version, record size limits, ``end_ms >= start_ms``, the 64-bit
 counters of a telemetry sample, the integer ranges of the table's columns such as ``if_index`` in a
 ``UInt32``) is checked here over whole columns. Whenever anything in a batch is not plainly acceptable,
 the answer is ``None`` and the sink takes its object path for that batch, so bad input is dead-lettered
@@ -48,7 +48,6 @@ conversion would have to be proven to refuse (not round) extra decimals. msgspec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -56,29 +55,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES, elements_fit
+from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES, elements_fit, unchecked_struct
 from models.records import SCHEMA_VERSION, RatedUsage, Record, TelemetrySample, UsageRecord
 from warehouse.rows import Column, column_fields
 
 _UINT32_MAX = 2**32 - 1
-
-
-def _wire_struct(record_type: type[Record]) -> type[msgspec.Struct]:
-    """A struct with ``record_type``'s fields, types, constraints and defaults, but ``Decimal`` fields as
-    ``str``: the decimal text is then kept as sent, and converted column-wise. ``__post_init__`` checks
-    are not inherited: each table's builder makes them over whole columns (``_usage_records``,
-    ``_telemetry_samples``)."""
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-    for info in msgspec.structs.fields(record_type):
-        wire_type = str if info.type is Decimal else info.type
-        if info.required:
-            fields.append((info.name, wire_type))
-        elif info.default_factory is not msgspec.NODEFAULT:
-            fields.append((info.name, wire_type, msgspec.field(default_factory=info.default_factory)))
-        else:
-            fields.append((info.name, wire_type, info.default))
-    # gc=False: the structs hold only str and int, and live for one batch.
-    return msgspec.defstruct(f"Wire{record_type.__name__}", fields, kw_only=True, frozen=True, gc=False)
 
 
 def _decimal_shape(precision: int, scale: int) -> str:
@@ -129,7 +110,7 @@ class FastColumns:
     ) -> None:
         self.table = table
         self.record_type = record_type
-        self.wire_type = _wire_struct(record_type)
+        self.wire_type = unchecked_struct(record_type)
         self.max_bytes = max_bytes
         self._build = build
         self._one = msgspec.json.Decoder(self.wire_type)

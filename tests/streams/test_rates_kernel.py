@@ -15,9 +15,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from models.codec import unchecked_struct
 from models.records import InterfaceRate, TelemetrySample
 from streams.rates import (
     WINDOW_MS,
+    CounterOverflow,
     RateState,
     apply_batch,
     apply_samples,
@@ -314,6 +316,40 @@ def test_numbers_past_64_bits_take_the_exact_path():
         assert isinstance(states["r1"], dict)  # the compact form cannot hold it
         got = flush_windows(states, ["r1"], allowed_lateness_ms=0)["r1"]
         _same_windows(got, want)
+
+
+_Unchecked = unchecked_struct(TelemetrySample)
+
+
+@pytest.mark.parametrize("counter", ["in_octets", "out_discards", "in_ucast_pkts", "out_nucast_pkts"])
+@pytest.mark.parametrize("path", ["vector", "exact"])
+def test_a_counter_past_64_bits_is_refused_before_any_state_changes(counter, path):
+    """Samples decoded without TelemetrySample's own check (the worker's decoder) meet it in apply_batch:
+    CounterOverflow, and every state as it was, so the worker can decode the batch again, checked."""
+    rng = random.Random(3)
+    feed = _feed(rng, 2, 4, 3)
+    states: dict[str, Any] = {}
+    apply_batch(states, _by_device(feed), allowed_lateness_ms=LATENESS)
+    if path == "exact":
+        states["dev-1"] = to_legacy(states["dev-1"])
+    before = {device: encode_state(state) for device, state in states.items()}
+    later = T0 + 10 * WINDOW_MS
+    batch = {
+        device: [
+            _Unchecked(id=f"{device}/{i}/{later}", device=device, if_index=i, ts_ms=later, in_octets=5, out_octets=5)
+            for i in (1, 2, 99)  # 99: an interface the state does not know yet
+        ]
+        for device in ("dev-0", "dev-1")
+    }
+    bad = batch["dev-1"][1]
+    batch["dev-1"][1] = _Unchecked(**{**msgspec.structs.asdict(bad), counter: 2**64})
+    with pytest.raises(CounterOverflow):
+        apply_batch(states, batch, allowed_lateness_ms=LATENESS)  # type: ignore[arg-type]
+    assert {device: encode_state(state) for device, state in states.items()} == before
+    # At the top of the range it is a counter like any other.
+    batch["dev-1"][1] = _Unchecked(**{**msgspec.structs.asdict(bad), counter: 2**64 - 1})
+    result = apply_batch(states, batch, allowed_lateness_ms=LATENESS)  # type: ignore[arg-type]
+    assert result.applied == 6
 
 
 def _rows_of(groups_ts: list[tuple[int, int]]) -> tuple[Any, Any]:

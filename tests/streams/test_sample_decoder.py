@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from models.codec import MAX_RECORD_BYTES, codec_for, encode, encode_many
+from models.codec import MAX_RECORD_BYTES, RecordCodec, codec_for, encode, encode_many, unchecked_struct
 from models.records import TelemetrySample
 
 
@@ -65,3 +65,30 @@ def test_decoder_agrees_with_the_codec(name):
             codec.decode_message(value)
         return
     assert codec.decode_message(value) == want
+
+
+# The worker decodes samples without TelemetrySample.__post_init__ (models.codec.unchecked_struct) and lets
+# apply_batch refuse a counter past 64 bits; everything else must be what the checked decoder gives.
+_unchecked = RecordCodec(unchecked_struct(TelemetrySample), batched=True)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_unchecked_decoder_refuses_what_the_codec_refuses_but_the_counter_bound(name):
+    codec = codec_for(TelemetrySample)
+    value = CASES[name]
+    try:
+        want_records, want_failures = codec.decode_message(value)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            _unchecked.decode_message(value)
+        return
+    records, failures = _unchecked.decode_message(value)
+    # Each sample encodes to the same bytes (same fields, order and omitted defaults) as the checked one.
+    assert [encode(r) for r in records if r.id != "x" or "64 bits" not in name] == [encode(r) for r in want_records]
+    if "64 bits" in name:
+        [failure] = want_failures
+        reason = "invalid TelemetrySample: in_octets 18446744073709551616 exceeds a 64-bit counter"
+        assert failure.reason.endswith(reason)
+        assert failures == [] and records[-1].in_octets == 2**64
+    else:
+        assert failures == want_failures
