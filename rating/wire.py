@@ -102,39 +102,79 @@ def escaped_column(values: Sequence[Any]) -> Sequence[str]:
     return [escaped(value) for value in values]
 
 
+_POW10 = 10 ** np.arange(19, dtype=np.int64)  # every power of ten an int64 holds
+
+
+def decimal_texts(whole: np.ndarray, fraction: np.ndarray, places: np.ndarray, negative: np.ndarray) -> list[str]:
+    """``f"{'-' if negative else ''}{whole}.{fraction:0{places}d}"`` for each row, written a digit column
+    at a time into one byte matrix instead of a format per number (``whole`` and ``fraction`` are
+    non-negative int64, ``1 <= places <= 18`` and ``fraction < 10**places``); trailing NUL bytes of a
+    row are not part of its text."""
+    n = whole.shape[0]
+    if not n:
+        return []
+    digits = 1 + np.searchsorted(_POW10[1:], whole, side="right")  # 1 for 0
+    dot = negative + digits
+    width = int((dot + 1 + places).max())
+    text = np.zeros(n * width, dtype=np.uint8)  # row-major: row r's text at r * width
+    start = np.arange(0, n * width, width, dtype=np.int64)
+    text[start[negative]] = ord("-")
+    dot += start
+    text[dot] = ord(".")
+
+    def write(values: np.ndarray, count: np.ndarray, last: np.ndarray) -> None:
+        # `count` digits of each value, its last one at `last`: a digit column at a time, from the right
+        rest, fewest = values.copy(), int(count.min())
+        for k in range(int(count.max())):
+            rest, digit = np.divmod(rest, 10)
+            if k < fewest:
+                text[last - k] = 48 + digit
+            else:
+                has = count > k
+                text[last[has] - k] = 48 + digit[has]
+
+    write(whole, digits, dot - 1)
+    write(fraction, places, dot + places)
+    return list(map(bytes.decode, text.view(f"S{width}").tolist()))
+
+
 def quantity_texts(quantities: np.ndarray, divisor: int) -> list[str]:
     """``str(display_quantity(q, divisor))`` for each ``q``, directly where that is plain digits."""
     if divisor == 1:
         return list(map(str, quantities.tolist()))
     whole, rest = np.divmod(quantities, divisor)
-    texts = list(map(str, whole.tolist()))  # right where the quotient is whole
     fraction = rest != 0
     if not fraction.any():
-        return texts
+        return list(map(str, whole.tolist()))
+    texts = np.empty(quantities.shape[0], dtype=object)
+    wholes = np.flatnonzero(~fraction)
+    texts[wholes] = _objects(list(map(str, whole[wholes].tolist())))
     if divisor in _POWERS_OF_TEN:
         # The exact quotient, trailing zeros dropped; Decimal writes below 1e-6 with an exponent
         # (1E-7): those are left to display_quantity below.
         plain = np.flatnonzero(fraction & ((whole > 0) | (rest * 1_000_000 >= divisor)))
-        for index, whole_text, padded in zip(
-            plain.tolist(), whole[plain].tolist(), map(str, (rest[plain] + divisor).tolist()), strict=True
-        ):
-            texts[index] = f"{whole_text}.{padded[1:].rstrip('0')}"
+        places = np.full(plain.shape[0], _POWERS_OF_TEN[divisor], dtype=np.int64)
+        decimals = rest[plain]
+        while True:  # trailing zeros dropped, a decimal at a time (never all: no fraction is 0)
+            zero = decimals % 10 == 0
+            if not zero.any():
+                break
+            decimals = np.where(zero, decimals // 10, decimals)
+            places -= zero
+        texts[plain] = _objects(decimal_texts(whole[plain], decimals, places, np.zeros(plain.shape[0], dtype=bool)))
         fraction[plain] = False
     for index in np.flatnonzero(fraction).tolist():
         texts[index] = str(display_quantity(int(quantities[index]), divisor))
-    return texts
+    result: list[str] = texts.tolist()
+    return result
 
 
 def amount_texts(amounts: np.ndarray, precision: int) -> list[str]:
     """``str(from_minor_units(a, precision))`` for each ``a``: exactly ``precision`` decimals, no exponent."""
     if precision == 0:
         return list(map(str, amounts.tolist()))
-    pattern = f"%d.%0{precision}d"
     whole, fraction = np.divmod(np.abs(amounts), 10**precision)
-    texts = list(map(pattern.__mod__, zip(whole.tolist(), fraction.tolist(), strict=True)))
-    for index in np.flatnonzero(amounts < 0).tolist():
-        texts[index] = "-" + texts[index]
-    return texts
+    return decimal_texts(whole, fraction, np.full(amounts.shape[0], precision, dtype=np.int64), amounts < 0)
 
 
 def _format_distinct(

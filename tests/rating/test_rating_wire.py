@@ -27,7 +27,15 @@ from rating.catalog import EXAMPLE_CATALOG, Catalog
 from rating.columns import records_to_columns
 from rating.money import from_minor_units
 from rating.units import display_quantity
-from rating.wire import amount_texts, escaped, escaped_column, quantity_texts, rate_usage_wire, wire_from_columns
+from rating.wire import (
+    amount_texts,
+    decimal_texts,
+    escaped,
+    escaped_column,
+    quantity_texts,
+    rate_usage_wire,
+    wire_from_columns,
+)
 
 EXAMPLE = yaml.safe_load(EXAMPLE_CATALOG.read_text())
 MODES = ["ROUND_HALF_EVEN", "ROUND_HALF_UP", "ROUND_HALF_DOWN", "ROUND_UP", "ROUND_DOWN", "ROUND_05UP"]
@@ -300,6 +308,23 @@ def test_amount_texts_write_what_decimal_writes(precision: int) -> None:
     assert texts == [str(from_minor_units(value, precision)) for value in values.tolist()]
     assert all("E" not in text for text in texts)
     assert str(Decimal(5).scaleb(-precision)) == amount_texts(np.array([5]), precision)[0]
+
+
+def test_decimal_texts_write_what_a_format_writes_row_by_row() -> None:
+    rng = np.random.default_rng(11)
+    n = 5000
+    places = rng.integers(1, 19, n)
+    spread = rng.integers(0, 2**63 - 1, n - 5) >> rng.integers(0, 63, n - 5)  # every number of digits
+    whole = np.concatenate([[0, 0, 2**63 - 1, 10**18, 9], spread])
+    fraction = rng.integers(0, 2**62, n) % (10 ** places.astype(object)).astype(np.int64)
+    negative = rng.random(n) < 0.3
+    texts = decimal_texts(whole, fraction, places, negative)
+    want = [
+        f"{'-' if minus else ''}{w}.{f:0{p}d}"
+        for w, f, p, minus in zip(whole.tolist(), fraction.tolist(), places.tolist(), negative.tolist(), strict=True)
+    ]
+    assert texts == want
+    assert decimal_texts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)) == []
 
 
 @given(st.lists(st.text(), max_size=20))
