@@ -83,8 +83,10 @@ class StreamsConfig:
     # with a higher revision if late samples still arrive within the allowed lateness).
     idle_close_s: float = 5.0
     # Messages per processing batch (faust's take counts messages; one of a batched topic holds up to
-    # 1000 records), or what arrived within batch_within_s.
-    batch_size: int = 5000
+    # 1000 records), or what arrived within batch_within_s. Under a backlog a batch is taken as soon as
+    # this many are buffered; faust buffers at most 4096 messages a stream (stream_buffer_maxsize), so
+    # the former 5000 was never reached and every batch first waited out batch_within_s.
+    batch_size: int = 500
     batch_within_s: float = 0.25
     # A clock this far ahead of ours is a broken device or file, not the future: dead-lettered,
     # since one such timestamp would push the watermark ahead and make every honest sample late.
