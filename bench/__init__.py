@@ -2,6 +2,8 @@
 
 A benchmark is a function registered by name with :func:`benchmark`; ``ossbss bench`` runs them,
 prints a table and writes ``{"NAME": {"value", "unit", "baseline", "ratio", "params"}}`` as JSON.
+``--repeat N`` runs each N times and reports the run of median ratio (:func:`median_run`), for
+machines where one run swings by tens of percent.
 Modules named ``bench/bench_*.py`` are discovered automatically.
 """
 
@@ -37,6 +39,23 @@ class BenchResult:
         )
 
 
+def median_run(runs: list[BenchResult]) -> BenchResult:
+    """Several runs of one benchmark as one result: the run whose ratio is the median (its value when
+    a run has no ratio; the lower middle one of an even count), taken whole, since a value, its baseline
+    and their ratio belong together; with two runs or more its params gain ``runs``, every run's figures."""
+    if not runs:
+        raise ValueError("no runs to take the median of")
+    if all(run.ratio is not None for run in runs):
+        ordered = sorted(runs, key=lambda run: run.ratio or 0.0)
+    else:
+        ordered = sorted(runs, key=lambda run: run.value)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    params = dict(chosen.params)
+    if len(runs) > 1:
+        params["runs"] = [{"value": run.value, "baseline": run.baseline, "ratio": run.ratio} for run in runs]
+    return BenchResult(chosen.value, chosen.unit, chosen.baseline, chosen.ratio, params)
+
+
 BenchFn = Callable[[bool], BenchResult]  # called with quick=True for a short smoke run
 REGISTRY: dict[str, tuple[BenchFn, str]] = {}
 
@@ -63,4 +82,4 @@ def discover() -> dict[str, tuple[BenchFn, str]]:
     return REGISTRY
 
 
-__all__ = ["REGISTRY", "BenchResult", "benchmark", "discover"]
+__all__ = ["REGISTRY", "BenchResult", "benchmark", "discover", "median_run"]
