@@ -210,7 +210,8 @@ def create_app(config: Config, bootstrap_servers: str) -> faust.App:
     # TelemetrySample's per-sample __post_init__ (every other constraint applies): its one check, no
     # counter above 2**64 - 1, is made by apply_batch over whole columns, which raises CounterOverflow
     # before changing any state; the batch is then decoded again with the checked type, whose refusals
-    # become the dead letters they always were. That call per sample was about a tenth of the worker.
+    # become the dead letters they always were. Without that call per sample, decoding a poll took
+    # 1.2-1.4 instead of 1.5-2.2 us a sample on an offline harness of the worker's hot loop.
     # (typed as TelemetrySample: the struct has its fields, which is all the worker reads)
     unchecked = cast(type[TelemetrySample], unchecked_struct(TelemetrySample))
     decode_samples = RecordCodec(unchecked, batched=True).decode_message
