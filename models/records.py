@@ -70,11 +70,11 @@ class TelemetrySample(Record, frozen=True, kw_only=True):
                 self.in_discards or 0,
                 self.out_discards or 0,
             )
-            > COUNTER64_MAX
+            > _COUNTER64_MAX
         ):
-            for name in COUNTER_FIELDS:
+            for name in _COUNTER_FIELDS:
                 value = getattr(self, name)
-                if value is not None and value > COUNTER64_MAX:
+                if value is not None and value > _COUNTER64_MAX:
                     raise ValueError(f"{name} {value} exceeds a 64-bit counter")
 
     @staticmethod
@@ -82,8 +82,8 @@ class TelemetrySample(Record, frozen=True, kw_only=True):
         return f"{device}/{if_index}/{ts_ms}"
 
 
-COUNTER64_MAX = 2**64 - 1
-COUNTER_FIELDS = tuple(
+_COUNTER64_MAX = 2**64 - 1
+_COUNTER_FIELDS = tuple(
     name for name in TelemetrySample.__struct_fields__ if name.endswith(("_octets", "_pkts", "_errors", "_discards"))
 )
 

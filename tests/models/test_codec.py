@@ -18,7 +18,7 @@ from models import (
     encode,
 )
 from models.codec import MAX_RECORD_BYTES
-from models.records import COUNTER_FIELDS
+from models.records import _COUNTER_FIELDS
 
 
 def usage(**overrides):
@@ -82,9 +82,9 @@ def test_oversized_message_is_refused_before_decoding():
         RecordCodec(UsageRecord).decode(big)
 
 
-@pytest.mark.parametrize("name", COUNTER_FIELDS)
+@pytest.mark.parametrize("name", _COUNTER_FIELDS)
 def test_every_counter_above_64_bits_is_refused_and_named(name):
-    assert len(COUNTER_FIELDS) == 10  # octets, unicast, non-unicast packets, errors, discards: in and out
+    assert len(_COUNTER_FIELDS) == 10  # octets, unicast, non-unicast packets, errors, discards: in and out
     prefix = b'{"id":"s","device":"d","if_index":1,"ts_ms":1,'
     with pytest.raises(ValueError, match=f"{name} 18446744073709551616 exceeds a 64-bit counter"):
         RecordCodec(TelemetrySample).decode(prefix + f'"{name}":18446744073709551616}}'.encode())
