@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -178,6 +179,41 @@ def _replay(bootstrap: str, backlog: Backlog, topic: str) -> None:
         raise RuntimeError(f"the backlog was not all delivered to {topic}: {failed[:1] or 'flush timed out'}")
 
 
+def _timed_replay(
+    pipeline: LocalPipeline,
+    backlog: Backlog,
+    topic: str,
+    wait: Callable[[dict[str, float], float], None],
+    baseline_s: float,
+    encoded: float,
+) -> tuple[float, dict[str, Any]]:
+    """The clock of an end-to-end benchmark: ``backlog`` written to ``topic`` while the running pipeline
+    consumes it, then ``wait(caught_up, started)`` until all of it is in. Returns the seconds, and the
+    params both benchmarks report about their timing (``baseline_s`` and ``encoded`` among them)."""
+    caught_up: dict[str, float] = {}
+    started = time.perf_counter()
+    _replay(pipeline.bootstrap, backlog, topic)
+    produced = time.perf_counter() - started
+    messages = len(backlog)
+    backlog.clear()  # the bytes are on the broker now
+    wait(caught_up, started)
+    elapsed = time.perf_counter() - started
+    config = pipeline.config
+    return elapsed, {
+        "messages": messages,
+        "seconds": round(elapsed, 2),
+        # Of which writing the backlog's messages to the topic; when the worker's and the sink's committed
+        # offsets last caught up (in pipeline_rates the sink then still waits for the windows of the last
+        # minute, which the worker emits once the devices fall idle).
+        "produce_seconds": round(produced, 2),
+        "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
+        "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
+        "baseline_seconds": round(baseline_s, 2),
+        # Encoding and producing the backlog with the collectors' publisher, before the clocks.
+        "encode_seconds": round(encoded, 2),
+    }
+
+
 def _ready() -> bool:
     return True
 
@@ -268,24 +304,24 @@ def pipeline_rates(quick: bool) -> BenchResult:
         backlog = _read_backlog(pipeline.bootstrap)
         probe = TelemetrySample(id="probe/1/1", device="probe", if_index=1, ts_ms=int(time.time() * 1000) - 3_600_000)
         _start_and_probe(pipeline, probe, TELEMETRY_SAMPLES.name, "telemetry_samples")
-        started = time.perf_counter()
-        _replay(pipeline.bootstrap, backlog, TELEMETRY_SAMPLES.name)
-        produced = time.perf_counter() - started
-        messages = len(backlog)
-        del backlog
         config = pipeline.config
-        caught_up: dict[str, float] = {}
-        _wait_until(
+        elapsed, timing = _timed_replay(
             pipeline,
-            {
-                config.sink.group_id: [TELEMETRY_SAMPLES.name, INTERFACE_RATES_1M.name],
-                config.streams.app_id: [TELEMETRY_SAMPLES.name],
-            },
-            lambda: int(wh.query("SELECT count() FROM interface_rates_1m FINAL").rows[0][0]) >= windows,
-            caught_up,
-            started,
+            backlog,
+            TELEMETRY_SAMPLES.name,
+            lambda caught_up, started: _wait_until(
+                pipeline,
+                {
+                    config.sink.group_id: [TELEMETRY_SAMPLES.name, INTERFACE_RATES_1M.name],
+                    config.streams.app_id: [TELEMETRY_SAMPLES.name],
+                },
+                lambda: int(wh.query("SELECT count() FROM interface_rates_1m FINAL").rows[0][0]) >= windows,
+                caught_up,
+                started,
+            ),
+            baseline_s,
+            encoded,
         )
-        elapsed = time.perf_counter() - started
         stored = int(wh.query("SELECT count() FROM telemetry_samples WHERE device != 'probe'").rows[0][0])
         # Emissions of the windows, revisions included (an idle flush emits a window before it closes).
         emitted = int(wh.query("SELECT count() FROM interface_rates_1m WHERE device != 'probe'").rows[0][0])
@@ -302,17 +338,7 @@ def pipeline_rates(quick: bool) -> BenchResult:
             "windows": windows,
             "samples_stored": stored,
             "window_rows_inserted": emitted,
-            "messages": messages,
-            "seconds": round(elapsed, 2),
-            # Of which writing the backlog's messages to the topic; when the worker's and the sink's
-            # committed offsets last caught up (the sink then still waits for the windows of the last
-            # minute, which the worker emits once the devices fall idle).
-            "produce_seconds": round(produced, 2),
-            "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
-            "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
-            "baseline_seconds": round(baseline_s, 2),
-            # Encoding and producing the backlog with the collectors' publisher, before the clocks.
-            "encode_seconds": round(encoded, 2),
+            **timing,
         },
     )
 
@@ -359,30 +385,20 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
         baseline_s = _raw_consume_insert(pipeline.bootstrap, wh, UsageRecord, "usage_records", count)
         backlog = _read_backlog(pipeline.bootstrap)
         _start_rating(pipeline)
-        caught_up: dict[str, float] = {}
-        started = time.perf_counter()
-        _replay(pipeline.bootstrap, backlog, USAGE_RECORDS.name)
-        produced = time.perf_counter() - started
-        messages = len(backlog)
-        del backlog
-        _wait_rated(pipeline, "id != 'probe'", count, caught_up, started)
-        elapsed = time.perf_counter() - started
-        config = pipeline.config
+        elapsed, timing = _timed_replay(
+            pipeline,
+            backlog,
+            USAGE_RECORDS.name,
+            lambda caught_up, started: _wait_rated(pipeline, "id != 'probe'", count, caught_up, started),
+            baseline_s,
+            encoded,
+        )
     return BenchResult(
         value=count / elapsed,
         unit="records/s",
         baseline=count / baseline_s,
         ratio=baseline_s / elapsed,
-        params={
-            "records": count,
-            "messages": messages,
-            "seconds": round(elapsed, 2),
-            "produce_seconds": round(produced, 2),
-            "worker_caught_up_seconds": caught_up.get(config.streams.app_id),
-            "sink_caught_up_seconds": caught_up.get(config.sink.group_id),
-            "baseline_seconds": round(baseline_s, 2),
-            "encode_seconds": round(encoded, 2),
-        },
+        params={"records": count, **timing},
     )
 
 
