@@ -1,4 +1,4 @@
-"""End-to-end stream benchmarks on a broker started for the run, one worker and one sink.
+"""End-to-end stream benchmarks on a broker started for the run, the stream workers and one sink.
 
 * ``pipeline_rates``: samples/s from a backlog of device polls on ``telemetry.samples`` until every
   sample has been through the faust worker (rates, windows, state) and the sink (samples and rate
@@ -16,12 +16,19 @@ messages (key, partition, bytes) are written to the pipeline's topic as fast as 
 while the pipeline consumes. Encoding records is the collectors' cost, measured on its own by
 ``collect_produce``; until 2026-11-22 it ran inside this clock (16 of 28 s of ``pipeline_rates`` in
 the last such run), on the same two cores as the worker.
+
+The two throughput benchmarks run the pipeline as this two-core machine would be deployed: two stream
+workers (``streams.workers = 2``; a worker is one Python process, so one core at most) in one consumer
+group, each owning half the partitions; the clock starts once both own their partitions.
+``OSSBSS_BENCH_WORKERS=1`` runs them with one, as before 2026-11-22 (the README gives both).
+``usage_rated_latency`` runs one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -49,9 +56,16 @@ from warehouse.rows import columns_for
 BASELINE_TOPIC = "bench.baseline"
 
 
+def _throughput_workers() -> int:
+    """Stream workers of the throughput benchmarks: one per core of this machine unless
+    ``OSSBSS_BENCH_WORKERS`` says otherwise."""
+    return int(os.environ.get("OSSBSS_BENCH_WORKERS", "2"))
+
+
 @contextmanager
-def _bench_pipeline() -> Iterator[LocalPipeline]:
-    """A broker, the warehouse (migrated) and a pipeline object, all under a temporary directory."""
+def _bench_pipeline(workers: int = 1) -> Iterator[LocalPipeline]:
+    """A broker, the warehouse (migrated) and a pipeline object (``workers`` stream workers), all under a
+    temporary directory."""
     with tempfile.TemporaryDirectory(prefix="ossbss-bench-") as tmp:
         root = Path(tmp)
         broker = KafkaBroker(root / "kafka").start()
@@ -63,7 +77,7 @@ def _bench_pipeline() -> Iterator[LocalPipeline]:
                 var_dir=str(root / "var"),
                 kafka=dataclasses.replace(base.kafka, bootstrap_servers=broker.bootstrap_servers),
                 warehouse=dataclasses.replace(base.warehouse, url=f"chdb://{root}/clickhouse"),
-                streams=dataclasses.replace(base.streams, idle_close_s=1.0),
+                streams=dataclasses.replace(base.streams, idle_close_s=1.0, workers=workers),
                 sink=dataclasses.replace(base.sink, metrics_port=0),
             )
             pipeline = LocalPipeline(config, None)
@@ -82,8 +96,9 @@ def _bench_pipeline() -> Iterator[LocalPipeline]:
 
 
 def _start_and_probe(pipeline: LocalPipeline, probe: Record, topic: str, table: str, timeout: float = 120.0) -> None:
-    """Start the worker and the sink, and wait until a probe record reached ClickHouse."""
-    pipeline._start_worker()
+    """Start the workers and the sink, wait until a probe record reached ClickHouse and until every worker
+    owns its partitions (no rebalance left to pause the run)."""
+    pipeline._start_workers()
     pipeline._start_sink()
     publisher = RecordPublisher(pipeline.bootstrap)
     publisher.publish(topic, [probe], key=lambda r: "probe")
@@ -94,6 +109,7 @@ def _start_and_probe(pipeline: LocalPipeline, probe: Record, topic: str, table: 
     while time.monotonic() < deadline:
         pipeline.check_alive()
         if warehouse.query(f"SELECT count() FROM {table} WHERE id = '{probe.id}'").rows[0][0]:
+            pipeline.wait_for_workers(timeout=max(deadline - time.monotonic(), 1.0))
             return
         time.sleep(0.2)
     raise RuntimeError("the probe did not reach ClickHouse: the worker or the sink is not running")
@@ -150,7 +166,8 @@ def _read_backlog(bootstrap: str) -> Backlog:
     while remaining and time.monotonic() < deadline:
         for message in consumer.consume(5000, timeout=1.0):
             if message.error() is None:
-                backlog.append((message.partition(), message.key(), message.value()))
+                # (a consumed message has a partition; the backlog holds no tombstones)
+                backlog.append((message.partition() or 0, message.key(), message.value() or b""))
                 remaining -= 1
     consumer.close()
     if remaining:
@@ -288,13 +305,14 @@ def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, to
     return count, len({window_start(ts) for ts in stamps[1:]}) * devices * interfaces
 
 
-@benchmark("pipeline_rates", "Kafka -> rates + 1-minute windows -> ClickHouse, samples/s, one worker")
+@benchmark("pipeline_rates", "Kafka -> rates + 1-minute windows -> ClickHouse, samples/s, two workers")
 def pipeline_rates(quick: bool) -> BenchResult:
     # 36 polls (6 minutes of 1000 devices): long enough that the pipeline's fixed tail (the idle close of
     # the last minute's windows, the sink's last gathering interval; about 3 s) is a small part of the
     # run. With 12 polls it was a quarter: 40-50k samples/s for the same pipeline.
     devices, interfaces, polls = (200, 48, 6) if quick else (1000, 48, 36)
-    with _bench_pipeline() as pipeline:
+    workers = _throughput_workers()
+    with _bench_pipeline(workers) as pipeline:
         wh = pipeline.warehouse
         assert wh is not None
         encoding = time.perf_counter()
@@ -331,6 +349,7 @@ def pipeline_rates(quick: bool) -> BenchResult:
         baseline=samples / baseline_s,
         ratio=baseline_s / elapsed,
         params={
+            "workers": workers,
             "devices": devices,
             "interfaces": interfaces,
             "polls": polls,
@@ -376,7 +395,8 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
     # A million records, so the pipeline's fixed tail (the sink's last gathering interval, the last
     # batch) is a small part of the run; with 300k the same pipeline measured 32-40k records/s.
     count = 50_000 if quick else 1_000_000
-    with _bench_pipeline() as pipeline:
+    workers = _throughput_workers()
+    with _bench_pipeline(workers) as pipeline:
         wh = pipeline.warehouse
         assert wh is not None
         encoding = time.perf_counter()
@@ -398,7 +418,7 @@ def usage_rating_e2e(quick: bool) -> BenchResult:
         unit="records/s",
         baseline=count / baseline_s,
         ratio=baseline_s / elapsed,
-        params={"records": count, **timing},
+        params={"workers": workers, "records": count, **timing},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import signal
 import sys
@@ -47,6 +48,14 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="SECONDS",
         help="run the simulators this long, then drain and stop (default: until Ctrl-C)",
+    )
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stream worker processes to start, sharing the partitions (default: streams.workers, 1); "
+        "one core each, at most kafka.partitions",
     )
     up.add_argument("--fresh", action="store_true", help="delete var/ data (Kafka, ClickHouse, state) before starting")
     up.add_argument("--keep-kafka", action="store_true", help="leave the local Kafka broker running afterwards")
@@ -110,6 +119,14 @@ def run_up(args: argparse.Namespace) -> int:
     from ossbss.pipeline import LocalPipeline, PipelineError
 
     config = _load(args)
+    if args.workers is not None:
+        try:
+            config = dataclasses.replace(
+                config, streams=dataclasses.replace(config.streams, workers=args.workers)
+            ).validate()
+        except ConfigError as exc:
+            print(f"ossbss: --workers {args.workers}: {exc}", file=sys.stderr)
+            return 2
     if args.fresh and config.var_path.exists():
         for name in ("kafka", "clickhouse", "streams"):
             target = config.var_path / name

@@ -93,6 +93,10 @@ class StreamsConfig:
     max_future_skew_s: float = 300.0
     # Usage that started longer ago than this is refused (stale files, wrong units in timestamps).
     max_usage_age_days: float = 400.0
+    # Stream worker processes `ossbss up` starts (one consumer group: they share the input partitions).
+    # A worker is one Python process, so one core at most: on a machine with more cores, more workers
+    # (at most kafka.partitions, or the extra ones own nothing).
+    workers: int = 1
 
     def validate(self) -> None:
         if self.max_future_skew_s < 0:
@@ -105,6 +109,8 @@ class StreamsConfig:
             raise ConfigError("streams.idle_close_s", "must be > 0")
         if self.batch_size < 1:
             raise ConfigError("streams.batch_size", "must be >= 1")
+        if self.workers < 1:
+            raise ConfigError("streams.workers", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,11 @@ class Config:
             value = getattr(self, f.name)
             if hasattr(value, "validate"):
                 value.validate()
+        if self.streams.workers > self.kafka.partitions:
+            raise ConfigError(
+                "streams.workers",
+                f"must be <= kafka.partitions ({self.kafka.partitions}): a worker beyond that owns no partition",
+            )
         return self
 
 

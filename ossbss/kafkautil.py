@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from models.topics import TOPICS
@@ -83,6 +83,14 @@ def committed_lag(client_config: dict[str, Any], group_id: str, topics: Iterable
         return lag
     finally:
         consumer.close()
+
+
+def group_assignment(client_config: dict[str, Any], group_id: str) -> tuple[bool, list[set[tuple[str, int]]]]:
+    """Whether ``group_id`` is stable (no rebalance under way), and each member's assigned (topic, partition)s."""
+    admin = AdminClient(client_config)
+    description = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+    members = [{(tp.topic, tp.partition) for tp in m.assignment.topic_partitions} for m in description.members]
+    return description.state == ConsumerGroupState.STABLE, members
 
 
 def _committed_with_retry(consumer: Consumer, tps: list[TopicPartition], attempts: int = 10) -> list[TopicPartition]:

@@ -1,10 +1,11 @@
 """The local pipeline behind ``ossbss up``: every component, started in order, drained and stopped.
 
 Start order: Kafka (a local broker under ``var/kafka`` unless ``kafka.bootstrap_servers`` is set),
-topics, the warehouse (migrations applied) and its SQL endpoint, the stream worker (a faust-streaming
-process), the sink (a thread of this process, which owns the embedded ClickHouse), then the simulated
-device and usage generator. On stop: the generators stop first, then the pipeline is drained (every
-produced record processed and in ClickHouse), then everything stops in reverse order.
+topics, the warehouse (migrations applied) and its SQL endpoint, the stream workers
+(``streams.workers`` faust-streaming processes in one consumer group), the sink (a thread of this
+process, which owns the embedded ClickHouse), then the simulated device and usage generator. On stop:
+the generators stop first, then the pipeline is drained (every produced record processed and in
+ClickHouse), then everything stops in reverse order.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
+
+from confluent_kafka import KafkaException
 
 from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
 from models.topics import TELEMETRY_SAMPLES, USAGE_RECORDS
 from ossbss.config import Config, write_config
-from ossbss.kafkautil import committed_lag, ensure_topics
+from ossbss.kafkautil import committed_lag, ensure_topics, group_assignment
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
 from ossbss.metrics import PipelineMetrics
 from warehouse import open_warehouse
@@ -70,7 +74,9 @@ class LocalPipeline:
         self.var = config.var_path
         self.broker: KafkaBroker | None = None
         self.bootstrap = config.kafka.bootstrap_servers
-        self.worker: subprocess.Popen[bytes] | None = None
+        # The stream worker processes (streams.workers of them) and their logs, in start order.
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.worker_logs: list[Path] = []
         self.assurance: subprocess.Popen[bytes] | None = None
         self.warehouse: Warehouse | None = None
         self.sink: WarehouseSink | None = None
@@ -82,6 +88,16 @@ class LocalPipeline:
         self._generator_error: BaseException | None = None
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.drain_status = ""
+
+    @property
+    def worker(self) -> subprocess.Popen[bytes] | None:
+        """The first stream worker."""
+        return self.workers[0] if self.workers else None
+
+    @property
+    def worker_log(self) -> Path:
+        """The first stream worker's log."""
+        return self.worker_logs[0] if self.worker_logs else self.var / "log" / "streams.log"
 
     def say(self, text: str) -> None:
         print(f"ossbss: {text}", file=self.out, flush=True)
@@ -95,7 +111,7 @@ class LocalPipeline:
         self.client_config = self.config.kafka.client_config(self.bootstrap)
         ensure_topics(self.client_config, self.config.kafka.partitions)
         self._start_warehouse()
-        self._start_worker()
+        self._start_workers()
         self._start_assurance()
         self._start_sink()
 
@@ -132,17 +148,50 @@ class LocalPipeline:
             # This process owns the embedded engine: answer `ossbss sql` from other processes.
             self.endpoint = serve_sql(self.warehouse, endpoint_state_file(parsed.path))
 
-    def _start_worker(self) -> None:
+    def _start_workers(self) -> None:
+        count = self.config.streams.workers
+        if count > 1:
+            self.say(f"starting {count} stream workers (one consumer group: they share the partitions)")
+        for index in range(count):
+            self._start_worker(index)
+
+    def _start_worker(self, index: int = 0) -> None:
+        """Start stream worker ``index`` (0: the first; its log is streams.log, the others' streams-N.log),
+        replacing that worker's process when it ran before (a restart after a crash)."""
         # The worker gets the effective configuration, whatever file or overrides it came from.
         effective = write_config(self.config, self.var / "effective-config.yaml")
         cmd = [sys.executable, "-m", "streams", "--bootstrap", self.bootstrap, "--loglevel", "warn"]
         cmd += ["--config", str(effective)]
-        log_path = self.var / "log" / "streams.log"
+        log_path = self.var / "log" / ("streams.log" if index == 0 else f"streams-{index + 1}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"starting the stream worker (faust-streaming), log in {log_path}")
         with open(log_path, "ab") as log_file:
-            self.worker = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-        self.worker_log = log_path
+            process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        if index < len(self.workers):
+            self.workers[index], self.worker_logs[index] = process, log_path
+        else:
+            self.workers.append(process)
+            self.worker_logs.append(log_path)
+
+    def wait_for_workers(self, timeout: float = 120.0) -> list[set[tuple[str, int]]]:
+        """Wait until every stream worker owns partitions of a stable consumer group (the rebalances of
+        their start are over); returns each member's (topic, partition)s."""
+        deadline = time.monotonic() + timeout
+        members: list[set[tuple[str, int]]] = []
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                stable, members = group_assignment(self.client_config, self.config.streams.app_id)
+            except KafkaException:  # the group's coordinator is still loading or moving: ask again
+                stable = False
+            if stable and len([m for m in members if m]) == len(self.workers):
+                return members
+            time.sleep(0.5)
+        raise PipelineError(
+            f"the {len(self.workers)} stream worker(s) did not all join the consumer group "
+            f"{self.config.streams.app_id!r} within {timeout:g}s (members with partitions: "
+            f"{len([m for m in members if m])}); see {self.var / 'log'}"
+        )
 
     def _start_assurance(self) -> None:
         from assurance.config import assurance_config
@@ -251,8 +300,9 @@ class LocalPipeline:
     # -- progress, drain, stop ---------------------------------------------------------------------------
 
     def check_alive(self) -> None:
-        if self.worker is not None and self.worker.poll() is not None:
-            raise PipelineError(f"the stream worker exited with code {self.worker.returncode}; see {self.worker_log}")
+        for process, log_path in zip(self.workers, self.worker_logs, strict=True):
+            if process.poll() is not None:
+                raise PipelineError(f"the stream worker exited with code {process.returncode}; see {log_path}")
         if self.assurance is not None and self.assurance.poll() is not None:
             raise PipelineError(
                 f"the assurance worker exited with code {self.assurance.returncode}; see {self.assurance_log}"
@@ -314,10 +364,11 @@ class LocalPipeline:
         return False
 
     def stop(self, keep_kafka: bool = False) -> None:
-        for process in (self.worker, self.assurance):
+        processes = [*self.workers, self.assurance]
+        for process in processes:
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in (self.worker, self.assurance):
+        for process in processes:
             if process is None:
                 continue
             try:

@@ -3,14 +3,12 @@ partitions, and every sample is still counted exactly once in interface_rates_1m
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from ossbss.localstack.kafka import KafkaBroker
 from ossbss.pipeline import LocalPipeline
@@ -19,47 +17,23 @@ from streams.rates import window_start
 pytestmark = pytest.mark.integration
 
 
-def group_members(bootstrap: str, group: str) -> list[set[tuple[str, int]]]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return [{(tp.topic, tp.partition) for tp in member.assignment.topic_partitions} for member in description.members]
-
-
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory: pytest.TempPathFactory, stream_worker_config):
     root: Path = tmp_path_factory.mktemp("scaleout")
     broker = KafkaBroker(root / "kafka").start()
     config = stream_worker_config(root, broker.bootstrap_servers, devices=8, records_per_s=100, partitions=4)
+    config = dataclasses.replace(config, streams=dataclasses.replace(config.streams, workers=2))
     pipeline = LocalPipeline(config, None)
-    pipeline.start()
-    second = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "--bootstrap",
-            broker.bootstrap_servers,
-            "--config",
-            str(config.var_path / "effective-config.yaml"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        pipeline.start_generators()
-        members: list[set[tuple[str, int]]] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(members) < 2:
-            time.sleep(2)
-            members = [m for m in group_members(broker.bootstrap_servers, config.streams.app_id) if m]
+        pipeline.start()  # streams.workers = 2: the pipeline starts both
+        pipeline.start_generators()  # traffic while the two join (and the group rebalances)
+        members = pipeline.wait_for_workers(timeout=90)
         time.sleep(15)
         pipeline.stop_generators()
         drained = pipeline.drain(timeout=180)
         summary = pipeline.summarise(0, drained)
         yield pipeline, summary, drained, members
     finally:
-        second.terminate()
-        second.wait(timeout=30)
         pipeline.stop()
         broker.stop()
 
@@ -67,6 +41,7 @@ def two_worker_run(tmp_path_factory: pytest.TempPathFactory, stream_worker_confi
 def test_both_workers_own_partitions(two_worker_run):
     pipeline, _, drained, members = two_worker_run
     assert drained, pipeline.drain_status  # which stage did not catch up, and its lag per partition
+    assert len(pipeline.workers) == 2 and all(w.poll() is None for w in pipeline.workers)
     assert len(members) == 2
     samples_partitions = [{p for t, p in m if t == "telemetry.samples"} for m in members]
     assert all(samples_partitions) and not (samples_partitions[0] & samples_partitions[1])

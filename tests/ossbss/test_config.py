@@ -27,6 +27,8 @@ def test_example_config_loads_and_equals_the_defaults():
         ({"streams": {"allowed_lateness_s": -1}}, "streams.allowed_lateness_s"),
         ({"sink": {"batchsize": 5}}, "sink.batchsize"),
         ({"kafka": {"partitions": 0}}, "kafka.partitions"),
+        ({"streams": {"workers": 0}}, "streams.workers"),
+        ({"streams": {"workers": 5}, "kafka": {"partitions": 4}}, "streams.workers"),
         ({"warehouse": {"url": "mysql://x"}}, "warehouse.url"),
         ({"simulator": {"counter_bits": 16}}, "simulator.counter_bits"),
         ({"usage": "lots"}, "usage"),
@@ -38,6 +40,12 @@ def test_errors_name_the_key(doc, key):
         parse_config(doc)
     assert err.value.key == key
     assert str(err.value).startswith(f"{key}:")
+
+
+def test_workers_up_to_the_partitions():
+    config = parse_config({"streams": {"workers": 4}, "kafka": {"partitions": 4}})
+    assert config.streams.workers == 4
+    assert Config().streams.workers == 1
 
 
 def test_room_sections_pass_through():
