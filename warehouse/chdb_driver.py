@@ -42,7 +42,7 @@ from warehouse.base import (
     WarehouseError,
     WarehouseUnavailable,
 )
-from warehouse.columnar import dedup_token, to_arrow_table
+from warehouse.columnar import insert_settings, to_arrow_table
 from warehouse.sqltext import check_readonly_sql
 from warehouse.urls import DEFAULT_DATABASE
 from warehouse.values import decode_rows
@@ -194,10 +194,10 @@ class ChdbWarehouse(Warehouse):
         # chDB's Python() reads the Arrow table by variable name from the calling frames, zero-copy;
         # the name is unusual so no frame in between can shadow it.
         sql = f"INSERT INTO {target} ({names}) SELECT {names} FROM Python(ossbss_arrow_batch)"
-        token = dedup_token(table, columns)
-        if token is not None:
-            # A retried batch (same ids and versions) is dropped by the table's deduplication window.
-            sql += f" SETTINGS insert_deduplication_token = {_quote_str(token)}"
+        settings = insert_settings(table, columns)
+        sql += " SETTINGS " + ", ".join(
+            f"{name} = {value if isinstance(value, int) else _quote_str(value)}" for name, value in settings.items()
+        )
         with self._lock:
             try:
                 self._rw().query(sql)

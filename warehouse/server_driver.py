@@ -21,7 +21,7 @@ from warehouse.base import (
     WarehouseError,
     WarehouseUnavailable,
 )
-from warehouse.columnar import dedup_token, to_arrow_table
+from warehouse.columnar import insert_settings, to_arrow_table
 from warehouse.sqltext import check_readonly_sql
 from warehouse.urls import WarehouseURL
 
@@ -141,9 +141,7 @@ class ClickHouseServerWarehouse(Warehouse):
         batch = to_arrow_table(table, columns, self.table_columns(table))
         if batch.num_rows == 0:
             return 0
-        token = dedup_token(table, columns)
-        # A retried batch (same ids and versions) is dropped by the table's deduplication window.
-        settings = {"insert_deduplication_token": token} if token is not None else None
+        settings = insert_settings(table, columns)
         self._call(f"INSERT INTO {table}", "insert_arrow", table, batch, database=self.database, settings=settings)
         return int(batch.num_rows)
 

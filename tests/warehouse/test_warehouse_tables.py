@@ -285,6 +285,16 @@ def test_replayed_batch_collapses_to_unique_ids(wh: ChdbWarehouse) -> None:
     assert wh.query("SELECT count() FROM telemetry_samples").rows[0][0] == 750
 
 
+def test_duplicates_within_a_batch_collapse_under_final(wh: ChdbWarehouse) -> None:
+    # Inserts skip the engine's collapse of a block (optimize_on_insert = 0, warehouse.columnar): a record
+    # twice in one batch is two rows until a merge, and one for every exact read (FINAL) at once.
+    wh.insert_columns("rated_usage", columns_for("rated_usage", [_rated(1, "1.50"), _rated(1, "1.50"), _rated(2, "2")]))
+    assert wh.query("SELECT count() FROM rated_usage").rows == [[3]]
+    assert wh.query("SELECT count(), sum(amount) FROM rated_usage FINAL").rows == [[2, Decimal("3.5")]]
+    wh.execute("OPTIMIZE TABLE rated_usage FINAL")
+    assert wh.query("SELECT count() FROM rated_usage").rows == [[2]]
+
+
 def test_columns_for_refuses_the_wrong_record_type() -> None:
     with pytest.raises(TypeError, match="TelemetrySample"):
         columns_for("telemetry_samples", [UsageRecord(id="u", account="a", service="s", start_ms=0, end_ms=0)])
