@@ -46,7 +46,7 @@ from models.codec import RecordCodec, codec_for
 from models.records import Record, TelemetrySample, UsageRecord
 from models.topics import INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import Config
-from ossbss.kafkautil import committed_lag, ensure_topics
+from ossbss.kafkautil import LagProbe, ensure_topics
 from ossbss.localstack.kafka import KafkaBroker
 from ossbss.pipeline import LocalPipeline
 from streams.rates import window_start
@@ -251,10 +251,12 @@ def _wait_until(
     started: float = 0.0,
 ) -> None:
     """Wait for every group's committed lag to be zero and ``done()``; ``caught_up`` gets, per group,
-    the seconds since ``started`` at which its lag last became zero."""
+    the seconds since ``started`` at which its lag last became zero. (One client per group for all the
+    questions: see :class:`LagProbe` for what a new one per question took from the pipeline.)"""
+    probes = {group: LagProbe(pipeline.client_config, group) for group in groups}
     while True:
         pipeline.check_alive()
-        lags = {group: committed_lag(pipeline.client_config, group, topics) for group, topics in groups.items()}
+        lags = {group: probes[group].lag(topics) for group, topics in groups.items()}
         if caught_up is not None:
             for group, lag in lags.items():
                 if sum(lag.values()):
