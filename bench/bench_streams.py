@@ -1,4 +1,4 @@
-"""End-to-end stream benchmarks on a broker started for the run, the stream workers and one sink.
+"""End-to-end stream benchmarks on a broker started for the run: the stream worker(s) and one sink.
 
 * ``pipeline_rates``: samples/s from a backlog of device polls on ``telemetry.samples`` until every
   sample has been through the faust worker (rates, windows, state) and the sink (samples and rate
@@ -17,11 +17,9 @@ while the pipeline consumes. Encoding records is the collectors' cost, measured 
 ``collect_produce``; until 2026-11-22 it ran inside this clock (16 of 28 s of ``pipeline_rates`` in
 the last such run), on the same two cores as the worker.
 
-The two throughput benchmarks run the pipeline as this two-core machine would be deployed: two stream
-workers (``streams.workers = 2``; a worker is one Python process, so one core at most) in one consumer
-group, each owning half the partitions; the clock starts once both own their partitions.
-``OSSBSS_BENCH_WORKERS=1`` runs them with one, as before 2026-11-22 (the README gives both).
-``usage_rated_latency`` runs one.
+The throughput benchmarks run one stream worker, as the target of ``pipeline_rates`` says (TARGETS.md:
+"one worker"); ``OSSBSS_BENCH_WORKERS=N`` runs them with N (``streams.workers``, one consumer group, the
+clock started once every worker owns its partitions), to measure scale-out on the same machine.
 """
 
 from __future__ import annotations
@@ -57,9 +55,8 @@ BASELINE_TOPIC = "bench.baseline"
 
 
 def _throughput_workers() -> int:
-    """Stream workers of the throughput benchmarks: one per core of this machine unless
-    ``OSSBSS_BENCH_WORKERS`` says otherwise."""
-    return int(os.environ.get("OSSBSS_BENCH_WORKERS", "2"))
+    """Stream workers of the throughput benchmarks: one (the target's), or ``OSSBSS_BENCH_WORKERS``."""
+    return int(os.environ.get("OSSBSS_BENCH_WORKERS", "1"))
 
 
 @contextmanager
@@ -307,7 +304,7 @@ def _produce_polls(bootstrap: str, devices: int, interfaces: int, polls: int, to
     return count, len({window_start(ts) for ts in stamps[1:]}) * devices * interfaces
 
 
-@benchmark("pipeline_rates", "Kafka -> rates + 1-minute windows -> ClickHouse, samples/s, two workers")
+@benchmark("pipeline_rates", "Kafka -> rates + 1-minute windows -> ClickHouse, samples/s, one worker")
 def pipeline_rates(quick: bool) -> BenchResult:
     # 36 polls (6 minutes of 1000 devices): long enough that the pipeline's fixed tail (the idle close of
     # the last minute's windows, the sink's last gathering interval; about 3 s) is a small part of the
