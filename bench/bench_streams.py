@@ -251,18 +251,22 @@ def _wait_until(
     the seconds since ``started`` at which its lag last became zero. (One client per group for all the
     questions: see :class:`LagProbe` for what a new one per question took from the pipeline.)"""
     probes = {group: LagProbe(pipeline.client_config, group) for group in groups}
-    while True:
-        pipeline.check_alive()
-        lags = {group: probes[group].lag(topics) for group, topics in groups.items()}
-        if caught_up is not None:
-            for group, lag in lags.items():
-                if sum(lag.values()):
-                    caught_up.pop(group, None)
-                else:
-                    caught_up.setdefault(group, round(time.perf_counter() - started, 2))
-        if all(sum(lag.values()) == 0 for lag in lags.values()) and done():
-            return
-        time.sleep(0.2)
+    try:
+        while True:
+            pipeline.check_alive()
+            lags = {group: probes[group].lag(topics) for group, topics in groups.items()}
+            if caught_up is not None:
+                for group, lag in lags.items():
+                    if sum(lag.values()):
+                        caught_up.pop(group, None)
+                    else:
+                        caught_up.setdefault(group, round(time.perf_counter() - started, 2))
+            if all(sum(lag.values()) == 0 for lag in lags.values()) and done():
+                return
+            time.sleep(0.2)
+    finally:
+        for probe in probes.values():
+            probe.close()
 
 
 def _start_rating(pipeline: LocalPipeline) -> None:

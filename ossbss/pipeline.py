@@ -27,7 +27,7 @@ from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
 from models.topics import TELEMETRY_SAMPLES, USAGE_RECORDS
 from ossbss.config import Config, write_config
-from ossbss.kafkautil import LagProbe, ensure_topics, group_assignment
+from ossbss.kafkautil import committed_lag, ensure_topics, group_assignment
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
 from ossbss.metrics import PipelineMetrics
 from warehouse import open_warehouse
@@ -332,8 +332,6 @@ class LocalPipeline:
     def drain(self, timeout: float = 120.0, on_tick=None) -> bool:
         """Wait until every produced record went through the worker and the sink, and windows were emitted."""
         deadline = time.monotonic() + timeout
-        worker_lag = LagProbe(self.client_config, self.config.streams.app_id)
-        sink_lag = LagProbe(self.client_config, self.config.sink.group_id)
         worker_topics = [TELEMETRY_SAMPLES.name, USAGE_RECORDS.name]
         sink_topics = [r.topic for r in DEFAULT_ROUTES]
         stage = "worker"
@@ -343,7 +341,7 @@ class LocalPipeline:
             if on_tick:
                 on_tick()
             if stage == "worker":
-                lag = worker_lag.lag(worker_topics)
+                lag = committed_lag(self.client_config, self.config.streams.app_id, worker_topics)
                 self.drain_status = f"waiting for the stream worker to commit; records not yet committed: {lag}"
                 if sum(lag.values()) == 0:
                     stage = "windows"
@@ -353,7 +351,7 @@ class LocalPipeline:
                 if time.monotonic() >= windows_due:
                     stage = "sink"
             else:
-                lag = sink_lag.lag(sink_topics)
+                lag = committed_lag(self.client_config, self.config.sink.group_id, sink_topics)
                 self.drain_status = f"waiting for the sink to commit; records not yet in ClickHouse: {lag}"
                 if sum(lag.values()) == 0:
                     # Stay caught up for a moment: the worker may still emit a last window or dead letter.
