@@ -180,8 +180,19 @@ def _rated_usage(rows: list[Any]) -> dict[str, Column] | None:
         return None
     start, end, rated_at = times
     plan_version, rating_version = versions
-    converted = {"start": start, "end": end, "quantity": quantity, "amount": amount}
+    converted: dict[str, Column] = {"start": start, "end": end, "quantity": quantity, "amount": amount}
     converted |= {"plan_version": plan_version, "rating_version": rating_version, "rated_at": rated_at}
+    # The text columns by comprehensions naming the attribute (see _telemetry_samples): 40k rows of
+    # usage_records' seven took 125-141 ns a row against 255-286 through getattr.
+    converted |= {
+        "id": [r.id for r in rows],
+        "account": [r.account for r in rows],
+        "service": [r.service for r in rows],
+        "unit": [r.unit for r in rows],
+        "currency": [r.currency for r in rows],
+        "plan": [r.plan for r in rows],
+        "breakdown": [r.breakdown for r in rows],
+    }
     return _table_columns("rated_usage", rows, converted)
 
 
@@ -193,7 +204,16 @@ def _usage_records(rows: list[Any]) -> dict[str, Column] | None:
     bytes_down = _int_column([r.bytes_down for r in rows], 0, 2**63 - 1, "uint64")
     if start is None or end is None or bytes_up is None or bytes_down is None or bool(np.any(end < start)):
         return None  # "end_ms is before start_ms" is the object path's reason to give
-    converted = {"start": start, "end": end, "bytes_up": bytes_up, "bytes_down": bytes_down}
+    converted: dict[str, Column] = {"start": start, "end": end, "bytes_up": bytes_up, "bytes_down": bytes_down}
+    converted |= {  # (as in _rated_usage)
+        "id": [r.id for r in rows],
+        "account": [r.account for r in rows],
+        "service": [r.service for r in rows],
+        "duration_s": [r.duration_s for r in rows],
+        "destination": [r.destination for r in rows],
+        "event_type": [r.event_type for r in rows],
+        "source": [r.source for r in rows],
+    }
     return _table_columns("usage_records", rows, converted)
 
 
