@@ -5,7 +5,8 @@ batches (columns as :func:`warehouse.rows.columns_for` makes them: lists and num
 columns with nullable 64-bit counters and a DateTime64), which includes building the Arrow table.
 Baseline: the fastest raw chDB insert of the same rows measured here, an Arrow table built
 beforehand (untimed) handed to ``INSERT ... SELECT FROM Python(table)`` on a plain chDB session,
-into an identical table. Batches of the two paths alternate so machine noise hits both alike.
+into an identical table, with the same engine settings (``warehouse.columnar.INSERT_SETTINGS``).
+Batches of the two paths alternate so machine noise hits both alike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from chdb import session as chdb_session
 from bench import BenchResult, benchmark
 from models.records import TelemetrySample
 from warehouse.chdb_driver import ChdbWarehouse
-from warehouse.columnar import to_arrow_table
+from warehouse.columnar import INSERT_SETTINGS, to_arrow_table
 from warehouse.migrate import apply_migrations
 from warehouse.rows import columns_for
 
@@ -75,7 +76,8 @@ def warehouse_insert(quick: bool) -> BenchResult:
             # Warm-up of both paths (first insert pays for schema lookup, Arrow and engine caches).
             wh.insert_columns(TABLE, columns_for(TABLE, _samples(0, rows, now_ms)))
             warm = to_arrow_table(TABLE, columns_for(TABLE, _samples(1, rows, now_ms)), schema)  # noqa: F841
-            raw.query(f"INSERT INTO bench.{RAW_TABLE} SELECT * FROM Python(warm)")
+            same = " SETTINGS " + ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items())
+            raw.query(f"INSERT INTO bench.{RAW_TABLE} SELECT * FROM Python(warm)" + same)
             ours = base = converting = 0.0
             for b in range(batches):
                 # Batches are made one at a time: holding all of them would make each GC pass slow.
@@ -92,7 +94,7 @@ def warehouse_insert(quick: bool) -> BenchResult:
                 arrow_batch = to_arrow_table(TABLE, twin, schema)
                 gc.collect()
                 t0 = time.perf_counter()
-                raw.query(f"INSERT INTO bench.{RAW_TABLE} SELECT * FROM Python(arrow_batch)")
+                raw.query(f"INSERT INTO bench.{RAW_TABLE} SELECT * FROM Python(arrow_batch)" + same)
                 base += time.perf_counter() - t0
                 del records, columns, twin, arrow_batch
             counted = wh.query(f"SELECT count() FROM {TABLE}").rows[0][0]
