@@ -21,7 +21,7 @@ from chdb import session as chdb_session
 
 from bench import BenchResult, benchmark
 from models.records import TelemetrySample
-from warehouse.chdb_driver import ChdbWarehouse
+from warehouse.chdb_driver import ChdbWarehouse, settings_clause
 from warehouse.columnar import INSERT_SETTINGS, to_arrow_table
 from warehouse.migrate import apply_migrations
 from warehouse.rows import columns_for
@@ -76,7 +76,7 @@ def warehouse_insert(quick: bool) -> BenchResult:
             # Warm-up of both paths (first insert pays for schema lookup, Arrow and engine caches).
             wh.insert_columns(TABLE, columns_for(TABLE, _samples(0, rows, now_ms)))
             warm = to_arrow_table(TABLE, columns_for(TABLE, _samples(1, rows, now_ms)), schema)  # noqa: F841
-            same = " SETTINGS " + ", ".join(f"{name} = {value}" for name, value in INSERT_SETTINGS.items())
+            same = settings_clause(INSERT_SETTINGS)
             raw.query(f"INSERT INTO bench.{RAW_TABLE} SELECT * FROM Python(warm)" + same)
             ours = base = converting = 0.0
             for b in range(batches):

@@ -63,6 +63,13 @@ def _quote_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def settings_clause(settings: Mapping[str, str | int]) -> str:
+    """`` SETTINGS a = 1, b = 'x'`` for a query's settings (strings quoted)."""
+    return " SETTINGS " + ", ".join(
+        f"{name} = {value if isinstance(value, int) else _quote_str(value)}" for name, value in settings.items()
+    )
+
+
 def _map_error(exc: Exception, sql: str) -> WarehouseError:
     """Engine exceptions to the warehouse error tree (chDB raises RuntimeError subclasses)."""
     message = str(exc)
@@ -195,10 +202,7 @@ class ChdbWarehouse(Warehouse):
         # chDB's Python() reads the Arrow table by variable name from the calling frames, zero-copy;
         # the name is unusual so no frame in between can shadow it.
         sql = f"INSERT INTO {target} ({names}) SELECT {names} FROM Python(ossbss_arrow_batch)"
-        settings = insert_settings(table, columns)
-        sql += " SETTINGS " + ", ".join(
-            f"{name} = {value if isinstance(value, int) else _quote_str(value)}" for name, value in settings.items()
-        )
+        sql += settings_clause(insert_settings(table, columns))
         with self._lock:
             try:
                 self._rw().query(sql)
@@ -226,4 +230,4 @@ class ChdbWarehouse(Warehouse):
         return f"ChdbWarehouse({str(self.path)!r}, database={self.database!r}, {mode})"
 
 
-__all__ = ["ChdbWarehouse"]
+__all__ = ["ChdbWarehouse", "settings_clause"]
