@@ -30,6 +30,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -780,23 +781,33 @@ class _Frame:
 
 def _column(values: list[Any], dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """A column of optional numbers as ``dtype`` (None -> 0) and its presence mask."""
+    if values and values[0] is None and values.count(None) == len(values):  # a counter the devices do not report
+        return np.zeros(len(values), dtype=dtype), np.zeros(len(values), dtype=bool)
     try:
         return np.array(values, dtype=dtype), np.ones(len(values), dtype=bool)
     except TypeError:  # some are None
-        if values[0] is None and values.count(None) == len(values):  # a counter the devices do not report
-            return np.zeros(len(values), dtype=dtype), np.zeros(len(values), dtype=bool)
         present = np.array([v is not None for v in values], dtype=bool)
         objects = np.array(values, dtype=object)
         objects[~present] = 0
         return objects.astype(dtype), present
 
 
-def _uint64_or_flag(values: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Like :func:`_column` for uint64, for a field with no upper bound: (values, present, too large)."""
+def _field(samples: Sequence[Any], name: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Field ``name`` of every sample as :func:`_column` makes it: read straight into the array when no value
+    is None (about 15 ns a value less than a list first, then the array), else through a list."""
     try:
-        column, present = _column(values, np.uint64)
-        return column, present, np.zeros(len(values), dtype=bool)
+        return np.fromiter(map(attrgetter(name), samples), dtype, len(samples)), np.ones(len(samples), dtype=bool)
+    except TypeError:  # a None (a float column reads it as NaN, with no error)
+        return _column(list(map(attrgetter(name), samples)), dtype)
+
+
+def _uint64_or_flag(samples: Sequence[Any], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`_field` for uint64, for a field with no upper bound: (values, present, too large)."""
+    try:
+        column, present = _field(samples, name, np.uint64)
+        return column, present, np.zeros(len(samples), dtype=bool)
     except OverflowError:
+        values: list[int | None] = list(map(attrgetter(name), samples))
         big = np.array([v is not None and v > _UINT64_MAX for v in values], dtype=bool)
         column, present = _column([None if v is not None and v > _UINT64_MAX else v for v in values], np.uint64)
         return column, present | big, big
@@ -815,24 +826,13 @@ def _counter_columns(samples: list[TelemetrySample]) -> tuple[np.ndarray, np.nda
     present = np.zeros((n, 8), dtype=bool)
     bad_row = np.zeros(n, dtype=bool)
     try:
-        # Fields gathered by comprehensions naming the attribute: about half the time of attrgetter maps.
-        gathered = (
-            [s.in_octets for s in samples],
-            [s.out_octets for s in samples],
-            [s.in_errors for s in samples],
-            [s.out_errors for s in samples],
-            [s.in_discards for s in samples],
-            [s.out_discards for s in samples],
-        )
-        for k, field_values in enumerate(gathered):
-            counters[:, k], present[:, k] = _column(field_values, np.uint64)
-        packets = (
-            ([s.in_ucast_pkts for s in samples], [s.in_nucast_pkts for s in samples]),
-            ([s.out_ucast_pkts for s in samples], [s.out_nucast_pkts for s in samples]),
-        )
-        for k, (unicast_values, non_unicast_values) in enumerate(packets):
-            unicast, has_unicast = _column(unicast_values, np.uint64)
-            non_unicast, _ = _column(non_unicast_values, np.uint64)
+        for k, name in enumerate(("in_octets", "out_octets", "in_errors", "out_errors", "in_discards", "out_discards")):
+            counters[:, k], present[:, k] = _field(samples, name, np.uint64)
+        for k, (unicast_name, non_unicast_name) in enumerate(
+            (("in_ucast_pkts", "in_nucast_pkts"), ("out_ucast_pkts", "out_nucast_pkts"))
+        ):
+            unicast, has_unicast = _field(samples, unicast_name, np.uint64)
+            non_unicast, _ = _field(samples, non_unicast_name, np.uint64)
             total = unicast + non_unicast
             bad_row |= total < unicast  # past 2**64: the exact path sums Python ints
             counters[:, 6 + k], present[:, 6 + k] = total, has_unicast
@@ -868,7 +868,7 @@ def _apply_fast(
     counters, present, bad_row = _counter_columns(kept)
     counts = np.array([len(samples) for _, _, samples in group], dtype=np.int64)
     row_dev = np.repeat(np.arange(ndev), counts)
-    ts = np.array([sample.ts_ms for sample in kept], dtype=np.int64)
+    ts = np.fromiter(map(attrgetter("ts_ms"), kept), np.int64, len(kept))
     # Older than the device's watermark minus the lateness (the watermark before this batch): late.
     watermarks = [state.watermark for _, state, _ in group]
     is_late = ts < (np.array(watermarks, dtype=np.int64) - lateness)[row_dev]
@@ -901,13 +901,12 @@ def _apply_fast(
     frame = _Frame([device for device, _, _ in group], [state for _, state, _ in group])
     n = len(kept)
     g = frame.bases[row_dev] + np.array(slots, dtype=np.int64)
-    uptime_u, has_uptime, huge = _uint64_or_flag([s.uptime_ticks for s in kept])
+    uptime_u, has_uptime, huge = _uint64_or_flag(kept, "uptime_ticks")
     bad_row |= huge | (uptime_u > np.uint64(_INT64_MAX))
     uptime = np.where(has_uptime, uptime_u.astype(np.int64), -1)
-    bits = np.array([s.counter_bits for s in kept], dtype=np.uint8)
-    oper = _column([s.oper_status for s in kept], np.uint8)[0]
-    speed_values: list[int | None] = [s.speed_bps for s in kept]
-    speed = _column(speed_values, np.float64)[0]
+    bits = np.fromiter(map(attrgetter("counter_bits"), kept), np.uint8, n)
+    oper = _field(kept, "oper_status", np.uint8)[0]
+    speed = _field(kept, "speed_bps", np.float64)[0]  # (None: NaN)
     speed[speed == 0] = math.nan  # no speed: no plausibility limit
 
     # Each global slot's newest retained sample.
@@ -950,7 +949,6 @@ def _apply_fast(
         fallback = [group[i][0] for i in np.flatnonzero(bad_dev).tolist()]
         keep = ~bad_dev[row_dev]
         kept = [s for s, k in zip(kept, keep.tolist(), strict=True) if k]
-        speed_values = [v for v, k in zip(speed_values, keep.tolist(), strict=True) if k]
         row_dev, g, ts, counters, present = row_dev[keep], g[keep], ts[keep], counters[keep], present[keep]
         uptime, bits, oper, speed, older = uptime[keep], bits[keep], oper[keep], speed[keep], older[keep]
         frame.select(~bad_dev)
@@ -987,8 +985,8 @@ def _apply_fast(
         differs = own_speed[src] & ((spd_s[src] != state_speed[g_last]) | (spd_s[src] > 2.0**53))
         for gs, j in zip(g_last[differs].tolist(), order[src[differs]].tolist(), strict=True):
             di = int(frame.dev_of_g[gs])
-            frame.states[di].speeds[gs - int(frame.bases[di])] = speed_values[j]
-        names = np.array([sample.if_name for sample in kept], dtype=object)
+            frame.states[di].speeds[gs - int(frame.bases[di])] = kept[j].speed_bps or 0
+        names = np.fromiter(map(attrgetter("if_name"), kept), object, n)
         named = np.not_equal(names, "")[order]
         name_src = _ffill_index(named | first)[last]
         state_names = np.array([nm for st in frame.states for nm in st.names], dtype=object)
