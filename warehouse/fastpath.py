@@ -48,6 +48,7 @@ conversion would have to be proven to refuse (not round) extra decimals. msgspec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -83,10 +84,11 @@ def _decimal_column(values: list[str], precision: int, scale: int) -> pa.Array |
         return None
 
 
-def _int_column(values: Sequence[int], low: int, high: int, dtype: str) -> np.ndarray | None:
-    """Integers as a numpy column when all lie in [low, high]; None otherwise."""
+def _int_column(rows: Sequence[Any], name: str, low: int, high: int, dtype: str) -> np.ndarray | None:
+    """Integer field ``name`` of every row as a numpy column when all lie in [low, high]; None otherwise.
+    Read straight into the array (``np.fromiter``): no list in between, about a third less time a value."""
     try:
-        array = np.array(values, dtype=np.int64)
+        array = np.fromiter(map(attrgetter(name), rows), np.int64, len(rows))
     except OverflowError:  # beyond int64: certainly outside every range used here
         return None
     if len(array) and (int(array.min()) < low or int(array.max()) > high):
@@ -143,7 +145,7 @@ class FastColumns:
             return None
         if not rows:
             return None
-        versions = _int_column([r.v for r in rows], -(2**63), SCHEMA_VERSION, "int64")
+        versions = _int_column(rows, "v", -(2**63), SCHEMA_VERSION, "int64")
         if versions is None:
             return None
         columns = self._build(rows)
@@ -176,13 +178,13 @@ def _usage_keys(rows: list[Any]) -> dict[str, Column]:
 def _rated_usage(rows: list[Any]) -> dict[str, Column] | None:
     """``rated_usage`` columns; money as exact ``decimal128``, numbers checked against their column types."""
     times = [
-        _int_column([r.start_ms for r in rows], 0, 2**63 - 1, "int64"),
-        _int_column([r.end_ms for r in rows], 0, 2**63 - 1, "int64"),
-        _int_column([r.rated_at_ms for r in rows], 0, 2**63 - 1, "int64"),
+        _int_column(rows, "start_ms", 0, 2**63 - 1, "int64"),
+        _int_column(rows, "end_ms", 0, 2**63 - 1, "int64"),
+        _int_column(rows, "rated_at_ms", 0, 2**63 - 1, "int64"),
     ]
     versions = [
-        _int_column([r.plan_version for r in rows], 0, _UINT32_MAX, "uint32"),
-        _int_column([r.rating_version for r in rows], 0, _UINT32_MAX, "uint32"),
+        _int_column(rows, "plan_version", 0, _UINT32_MAX, "uint32"),
+        _int_column(rows, "rating_version", 0, _UINT32_MAX, "uint32"),
     ]
     # quantity: the object path rounds finer values half-even to 9 decimals; such a batch is refused here
     # and rounded there. amount: more than 6 decimals is refused by the engine there (a dead letter).
@@ -205,10 +207,10 @@ def _rated_usage(rows: list[Any]) -> dict[str, Column] | None:
 
 def _usage_records(rows: list[Any]) -> dict[str, Column] | None:
     """``usage_records`` columns, numbers checked against their column types and ``UsageRecord.__post_init__``."""
-    start = _int_column([r.start_ms for r in rows], 0, 2**63 - 1, "int64")
-    end = _int_column([r.end_ms for r in rows], 0, 2**63 - 1, "int64")
-    bytes_up = _int_column([r.bytes_up for r in rows], 0, 2**63 - 1, "uint64")
-    bytes_down = _int_column([r.bytes_down for r in rows], 0, 2**63 - 1, "uint64")
+    start = _int_column(rows, "start_ms", 0, 2**63 - 1, "int64")
+    end = _int_column(rows, "end_ms", 0, 2**63 - 1, "int64")
+    bytes_up = _int_column(rows, "bytes_up", 0, 2**63 - 1, "uint64")
+    bytes_down = _int_column(rows, "bytes_down", 0, 2**63 - 1, "uint64")
     if start is None or end is None or bytes_up is None or bytes_down is None or bool(np.any(end < start)):
         return None  # "end_ms is before start_ms" is the object path's reason to give
     converted: dict[str, Column] = {"start": start, "end": end, "bytes_up": bytes_up, "bytes_down": bytes_down}
@@ -221,8 +223,19 @@ def _usage_records(rows: list[Any]) -> dict[str, Column] | None:
     return _table_columns("usage_records", rows, converted)
 
 
-def _nullable_column(values: Sequence[int | None], kind: pa.DataType) -> pa.Array | None:
-    """Integers or None as an Arrow array of ``kind`` (None stays null), or None when a value does not fit."""
+def _nullable_column(rows: Sequence[Any], name: str, kind: pa.DataType) -> pa.Array | None:
+    """Integer field ``name`` (or None) of every row as an Arrow array of ``kind`` (None stays null), or None
+    when a value does not fit. Without a None the values go straight into a numpy array, which Arrow takes
+    as it is: about 55 ns a value, against 110 for a list and then ``pa.array`` of it."""
+    get = attrgetter(name)
+    try:
+        return pa.array(np.fromiter(map(get, rows), kind.to_pandas_dtype(), len(rows)))
+    except OverflowError:
+        return None
+    except TypeError:  # a None
+        values = list(map(get, rows))
+    if values[0] is None and values.count(None) == len(values):  # a field these devices do not report
+        return pa.nulls(len(values), kind)
     try:
         return pa.array(values, type=kind)
     except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
@@ -237,29 +250,30 @@ def _telemetry_samples(rows: list[Any]) -> dict[str, Column] | None:
     that conversion, which makes ``TelemetrySample.__post_init__``'s check over whole columns (and bounds
     ``speed_bps`` and ``uptime_ticks`` as their column does); ``if_index`` is checked against ``UInt32``.
 
-    One comprehension per field, the attribute named in the code: the cheapest way measured to gather
-    them (9600 rows, 20 fields: 3.4 ms, against 6.5 for ``astuple`` + ``zip`` and 8-10 for ``getattr``
-    or ``attrgetter``)."""
+    Text fields are gathered by one comprehension each, the attribute named in the code: the cheapest way
+    measured to build a list (9600 rows, 20 fields: 3.4 ms, against 6.5 for ``astuple`` + ``zip`` and 8-10
+    for ``getattr`` or ``attrgetter``). Numbers need no list: :func:`_int_column` and
+    :func:`_nullable_column` read them straight into arrays (240k rows: build 0.55 against 1.2 us a row)."""
     converted: dict[str, Column | None] = {
         "id": [r.id for r in rows],
         "device": [r.device for r in rows],
-        "if_index": _int_column([r.if_index for r in rows], 0, _UINT32_MAX, "uint32"),
-        "ts": _int_column([r.ts_ms for r in rows], 0, 2**63 - 1, "int64"),
+        "if_index": _int_column(rows, "if_index", 0, _UINT32_MAX, "uint32"),
+        "ts": _int_column(rows, "ts_ms", 0, 2**63 - 1, "int64"),
         "if_name": [r.if_name for r in rows],
-        "in_octets": _nullable_column([r.in_octets for r in rows], _UINT64),
-        "out_octets": _nullable_column([r.out_octets for r in rows], _UINT64),
-        "in_ucast_pkts": _nullable_column([r.in_ucast_pkts for r in rows], _UINT64),
-        "out_ucast_pkts": _nullable_column([r.out_ucast_pkts for r in rows], _UINT64),
-        "in_nucast_pkts": _nullable_column([r.in_nucast_pkts for r in rows], _UINT64),
-        "out_nucast_pkts": _nullable_column([r.out_nucast_pkts for r in rows], _UINT64),
-        "in_errors": _nullable_column([r.in_errors for r in rows], _UINT64),
-        "out_errors": _nullable_column([r.out_errors for r in rows], _UINT64),
-        "in_discards": _nullable_column([r.in_discards for r in rows], _UINT64),
-        "out_discards": _nullable_column([r.out_discards for r in rows], _UINT64),
-        "speed_bps": _nullable_column([r.speed_bps for r in rows], _UINT64),
-        "oper_status": _nullable_column([r.oper_status for r in rows], pa.uint8()),  # 1..7 or None (msgspec)
-        "counter_bits": _int_column([r.counter_bits for r in rows], 0, 255, "uint8"),  # 32 or 64 (msgspec)
-        "uptime_ticks": _nullable_column([r.uptime_ticks for r in rows], _UINT64),
+        "in_octets": _nullable_column(rows, "in_octets", _UINT64),
+        "out_octets": _nullable_column(rows, "out_octets", _UINT64),
+        "in_ucast_pkts": _nullable_column(rows, "in_ucast_pkts", _UINT64),
+        "out_ucast_pkts": _nullable_column(rows, "out_ucast_pkts", _UINT64),
+        "in_nucast_pkts": _nullable_column(rows, "in_nucast_pkts", _UINT64),
+        "out_nucast_pkts": _nullable_column(rows, "out_nucast_pkts", _UINT64),
+        "in_errors": _nullable_column(rows, "in_errors", _UINT64),
+        "out_errors": _nullable_column(rows, "out_errors", _UINT64),
+        "in_discards": _nullable_column(rows, "in_discards", _UINT64),
+        "out_discards": _nullable_column(rows, "out_discards", _UINT64),
+        "speed_bps": _nullable_column(rows, "speed_bps", _UINT64),
+        "oper_status": _nullable_column(rows, "oper_status", pa.uint8()),  # 1..7 or None (msgspec)
+        "counter_bits": _int_column(rows, "counter_bits", 0, 255, "uint8"),  # 32 or 64 (msgspec)
+        "uptime_ticks": _nullable_column(rows, "uptime_ticks", _UINT64),
         "source": [r.source for r in rows],
     }
     ready = {column: values for column, values in converted.items() if values is not None}
