@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
@@ -1133,8 +1133,15 @@ def _emit(frame: _Frame, lateness: int, flush_open: bool) -> dict[str, list[Inte
         win["rev"] += emit
         win["dirty"] &= ~emit
         e = np.flatnonzero(emit)
-        for device_index, rate in _aggregate(frame, _rows(win, e), wg[e], left[e], count[e]):
-            out.setdefault(frame.devices[device_index], []).append(rate)
+        device_index, rates = _aggregate(frame, _rows(win, e), wg[e], left[e], count[e])
+        # The windows follow their global slots (the table's order), so each device's come together.
+        if bool(np.all(device_index[1:] >= device_index[:-1])):
+            bounds = (np.flatnonzero(device_index[1:] != device_index[:-1]) + 1).tolist()
+            for first, end in zip([0, *bounds], [*bounds, len(rates)], strict=True):
+                out[frame.devices[int(device_index[first])]] = rates[first:end]
+        else:
+            for di, rate in zip(device_index.tolist(), rates, strict=True):
+                out.setdefault(frame.devices[di], []).append(rate)
     if closed.any():
         # Closed windows leave the state with their points (each point's window is in the table).
         keep_pts = ~closed[np.searchsorted(wkeys, pkeys)]
@@ -1146,8 +1153,13 @@ def _emit(frame: _Frame, lateness: int, flush_open: bool) -> dict[str, list[Inte
 
 def _aggregate(
     frame: _Frame, win: np.ndarray, wg: np.ndarray, left: np.ndarray, count: np.ndarray
-) -> Iterator[tuple[int, InterfaceRate]]:
-    """:func:`aggregate_window` for many windows: the same sums, in the same (time) order."""
+) -> tuple[np.ndarray, list[InterfaceRate]]:
+    """:func:`aggregate_window` for many windows: the same sums, in the same (time) order. Returns each
+    window's device (its index in the frame) and the windows.
+
+    Every field is first made a column (numbers converted in numpy, the per-window lookups in one
+    comprehension each), then the windows are built by one comprehension over the columns: building
+    them one at a time, with the lookups and conversions in the loop, took about 4 us a window."""
     width = int(count.max())
     k = np.arange(width)
     valid = k[None, :] < count[:, None]
@@ -1172,51 +1184,70 @@ def _aggregate(
     in_max, in_p95 = stats(1)
     out_max, out_p95 = stats(2)
     total = sums[:, 0]
-    in_avg = (sums[:, 1] / total).tolist()
-    out_avg = (sums[:, 2] / total).tolist()
+    in_avg, out_avg = sums[:, 1] / total, sums[:, 2] / total
     in_pps = (sums[:, P_IN_PKTS] / total).tolist()
     out_pps = (sums[:, P_OUT_PKTS] / total).tolist()
-    sums_list = sums.tolist()
-    last_oper = v[rows, count - 1, P_OPER].tolist()
-    device_index = frame.dev_of_g[wg].tolist()
-    local = (wg - frame.bases[frame.dev_of_g[wg]]).tolist()
-    for i, (di, slot, wstart, rev, n) in enumerate(
-        zip(device_index, local, win["start"].tolist(), win["rev"].tolist(), count.tolist(), strict=True)
-    ):
-        state = frame.states[di]
-        device = frame.devices[di]
-        if_index = state.ifx[slot]
-        speed = state.speeds[slot] or None
-        s = sums_list[i]
-        yield (
-            di,
-            InterfaceRate(
-                id=InterfaceRate.make_id(device, if_index, wstart),
-                device=device,
-                if_index=if_index,
-                window_start_ms=wstart,
-                if_name=state.names[slot] or "",
-                samples=n,
-                in_bps_avg=in_avg[i],
-                in_bps_max=in_max[i],
-                in_bps_p95=in_p95[i],
-                out_bps_avg=out_avg[i],
-                out_bps_max=out_max[i],
-                out_bps_p95=out_p95[i],
-                in_util_pct_avg=in_avg[i] / speed * 100 if speed else None,
-                out_util_pct_avg=out_avg[i] / speed * 100 if speed else None,
-                in_errors=int(s[3]),
-                out_errors=int(s[4]),
-                in_discards=int(s[5]),
-                out_discards=int(s[6]),
-                speed_bps=speed,
-                in_pps_avg=in_pps[i],
-                out_pps_avg=out_pps[i],
-                oper_status_changes=int(s[P_OPER_CHANGED]),
-                oper_status=int(last_oper[i]) or None,
-                revision=rev,
-            ),
+    # Counts as int() makes them of the float sums (exact below 2**63, where a cast to int64 is too).
+    counted = sums[:, [3, 4, 5, 6, P_OPER_CHANGED]]
+    if bool((counted < 2.0**63).all()):
+        in_err, out_err, in_disc, out_disc, oper_changes = counted.T.astype(np.int64).tolist()
+    else:
+        in_err, out_err, in_disc, out_disc, oper_changes = ([int(x) for x in col] for col in counted.T.tolist())
+    last_oper = v[rows, count - 1, P_OPER].astype(np.int64)
+    oper = last_oper.astype(object)
+    oper[last_oper == 0] = None
+    device_index = frame.dev_of_g[wg]
+    states, devices = frame.states, frame.devices
+    where = list(zip(device_index.tolist(), (wg - frame.bases[device_index]).tolist(), strict=True))
+    device = [devices[di] for di, _ in where]
+    if_index = [states[di].ifx[slot] for di, slot in where]
+    name = [states[di].names[slot] or "" for di, slot in where]
+    speed = [states[di].speeds[slot] or None for di, slot in where]
+    # in_avg / speed * 100 as Python computes it (the int speed rounded to a float first), None without one.
+    speed_f = np.array([s or math.nan for s in speed], dtype=np.float64)
+    has_speed = ~np.isnan(speed_f)
+    in_util, out_util = (in_avg / speed_f * 100).astype(object), (out_avg / speed_f * 100).astype(object)
+    in_util[~has_speed] = None
+    out_util[~has_speed] = None
+    start = win["start"].tolist()
+    ids = [f"{d}/{i}/{s}" for d, i, s in zip(device, if_index, start, strict=True)]  # InterfaceRate.make_id
+    columns = (
+        ids, device, if_index, start, name, count.tolist(), in_avg.tolist(), in_max, in_p95, out_avg.tolist(),
+        out_max, out_p95, in_util.tolist(), out_util.tolist(), in_err, out_err, in_disc, out_disc, speed,
+        in_pps, out_pps, oper_changes, oper.tolist(), win["rev"].tolist(),
+    )  # fmt: skip
+    rates = [
+        InterfaceRate(
+            id=i,
+            device=d,
+            if_index=x,
+            window_start_ms=s,
+            if_name=nm,
+            samples=n,
+            in_bps_avg=ia,
+            in_bps_max=imx,
+            in_bps_p95=ip,
+            out_bps_avg=oa,
+            out_bps_max=omx,
+            out_bps_p95=op,
+            in_util_pct_avg=iu,
+            out_util_pct_avg=ou,
+            in_errors=ie,
+            out_errors=oe,
+            in_discards=idc,
+            out_discards=odc,
+            speed_bps=sp,
+            in_pps_avg=ipp,
+            out_pps_avg=opp,
+            oper_status_changes=oc,
+            oper_status=os_,
+            revision=rv,
         )
+        for (
+            i, d, x, s, nm, n, ia, imx, ip, oa, omx, op, iu, ou, ie, oe, idc, odc, sp, ipp, opp, oc, os_, rv
+        ) in zip(*columns, strict=True)
+    ]  # fmt: skip
+    return device_index, rates
 
 
 __all__ = [
