@@ -813,6 +813,41 @@ def _uint64_or_flag(samples: Sequence[Any], name: str) -> tuple[np.ndarray, np.n
         return column, present | big, big
 
 
+_sample_fields_of = attrgetter("ts_ms", "counter_bits", "oper_status", "uptime_ticks", "speed_bps")
+
+
+def _sample_columns(
+    samples: list[TelemetrySample],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The samples' other numbers: time (int64), counter width (uint8), sysUpTime as :func:`_uint64_or_flag`
+    gives it (values, present, too large), oper status (uint8, None -> 0) and speed (float64, None -> NaN).
+    In one pass when none is None and all fit uint64, as :func:`_counter_columns` reads the counters."""
+    n = len(samples)
+    try:
+        both = np.fromiter(chain.from_iterable(map(_sample_fields_of, samples)), np.uint64, n * 5).reshape(n, 5)
+    except (TypeError, OverflowError):  # a None, or a number past 64 bits: field by field
+        uptime, has_uptime, huge = _uint64_or_flag(samples, "uptime_ticks")
+        return (
+            np.fromiter(map(attrgetter("ts_ms"), samples), np.int64, n),
+            np.fromiter(map(attrgetter("counter_bits"), samples), np.uint8, n),
+            uptime,
+            has_uptime,
+            huge,
+            _field(samples, "oper_status", np.uint8)[0],
+            _field(samples, "speed_bps", np.float64)[0],
+        )
+    none = np.zeros(n, dtype=bool)
+    return (
+        both[:, 0].astype(np.int64),  # (EpochMs: at most year 3000)
+        both[:, 1].astype(np.uint8),  # (32 or 64)
+        both[:, 3].copy(),
+        ~none,
+        none,
+        both[:, 2].astype(np.uint8),  # (1 to 7)
+        both[:, 4].astype(np.float64),  # rounded as float(int) rounds
+    )
+
+
 class CounterOverflow(ValueError):
     """A sample's counter is above 2**64 - 1: samples decoded without ``TelemetrySample``'s own check
     (:func:`models.codec.unchecked_struct`) meet it here, before any state has changed."""
@@ -887,7 +922,7 @@ def _apply_fast(
     counters, present, bad_row = _counter_columns(kept)
     counts = np.array([len(samples) for _, _, samples in group], dtype=np.int64)
     row_dev = np.repeat(np.arange(ndev), counts)
-    ts = np.fromiter(map(attrgetter("ts_ms"), kept), np.int64, len(kept))
+    ts, bits, uptime_u, has_uptime, huge, oper, speed = _sample_columns(kept)
     # Older than the device's watermark minus the lateness (the watermark before this batch): late.
     watermarks = [state.watermark for _, state, _ in group]
     is_late = ts < (np.array(watermarks, dtype=np.int64) - lateness)[row_dev]
@@ -898,7 +933,8 @@ def _apply_fast(
             late[di].append((kept[r], watermarks[di]))
         keep = ~is_late
         kept = [sample for sample, k in zip(kept, keep.tolist(), strict=True) if k]
-        row_dev, ts = row_dev[keep], ts[keep]
+        row_dev, ts, bits, oper, speed = row_dev[keep], ts[keep], bits[keep], oper[keep], speed[keep]
+        uptime_u, has_uptime, huge = uptime_u[keep], has_uptime[keep], huge[keep]
         counters, present, bad_row = counters[keep], present[keep], bad_row[keep]
         counts = np.bincount(row_dev, minlength=ndev)
     # Each sample's interface slot in its device's state (new interfaces get one, in order of arrival).
@@ -920,12 +956,8 @@ def _apply_fast(
     frame = _Frame([device for device, _, _ in group], [state for _, state, _ in group])
     n = len(kept)
     g = frame.bases[row_dev] + np.array(slots, dtype=np.int64)
-    uptime_u, has_uptime, huge = _uint64_or_flag(kept, "uptime_ticks")
     bad_row |= huge | (uptime_u > np.uint64(_INT64_MAX))
     uptime = np.where(has_uptime, uptime_u.astype(np.int64), -1)
-    bits = np.fromiter(map(attrgetter("counter_bits"), kept), np.uint8, n)
-    oper = _field(kept, "oper_status", np.uint8)[0]
-    speed = _field(kept, "speed_bps", np.float64)[0]  # (None: NaN)
     speed[speed == 0] = math.nan  # no speed: no plausibility limit
 
     # Each global slot's newest retained sample.
