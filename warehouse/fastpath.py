@@ -48,6 +48,7 @@ conversion would have to be proven to refuse (not round) extra decimals. msgspec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -244,6 +245,54 @@ def _nullable_column(rows: Sequence[Any], name: str, kind: pa.DataType) -> pa.Ar
 
 _UINT64 = pa.uint64()
 
+# The numbers a usual sample has all of (the non-unicast packet counters are often absent), in one pass.
+_SAMPLE_NUMBERS = (
+    "if_index",
+    "ts_ms",
+    "counter_bits",
+    "oper_status",
+    "in_octets",
+    "out_octets",
+    "in_ucast_pkts",
+    "out_ucast_pkts",
+    "in_errors",
+    "out_errors",
+    "in_discards",
+    "out_discards",
+    "speed_bps",
+    "uptime_ticks",
+)
+_sample_numbers_of = attrgetter(*_SAMPLE_NUMBERS)
+
+
+def _sample_numbers(rows: list[Any]) -> dict[str, Column | None]:
+    """The integer columns of ``telemetry_samples`` (None for one whose values do not fit it). When no
+    row has a None among :data:`_SAMPLE_NUMBERS` and all fit 64 bits, those are read in one pass, each
+    row's together (as the stream worker reads its counters: 35 against 55 ns a value field by field)."""
+    n = len(rows)
+    try:
+        block = np.fromiter(chain.from_iterable(map(_sample_numbers_of, rows)), np.uint64, n * len(_SAMPLE_NUMBERS))
+    except (TypeError, OverflowError):  # a None (or a number past 64 bits): field by field
+        return {
+            "if_index": _int_column(rows, "if_index", 0, _UINT32_MAX, "uint32"),
+            "ts": _int_column(rows, "ts_ms", 0, 2**63 - 1, "int64"),
+            "counter_bits": _int_column(rows, "counter_bits", 0, 255, "uint8"),  # 32 or 64 (msgspec)
+            "oper_status": _nullable_column(rows, "oper_status", pa.uint8()),  # 1..7 or None (msgspec)
+            **{name: _nullable_column(rows, name, _UINT64) for name in _SAMPLE_NUMBERS[4:]},
+            **{name: _nullable_column(rows, name, _UINT64) for name in ("in_nucast_pkts", "out_nucast_pkts")},
+        }
+    columns = np.ascontiguousarray(block.reshape(n, len(_SAMPLE_NUMBERS)).T)
+    top = columns[:4].max(axis=1, initial=0).tolist()
+    if_index, ts, bits, oper = columns[:4]
+    return {
+        "if_index": if_index.astype(np.uint32) if top[0] <= _UINT32_MAX else None,
+        "ts": ts.astype(np.int64) if top[1] <= 2**63 - 1 else None,
+        "counter_bits": bits.astype(np.uint8) if top[2] <= 255 else None,
+        "oper_status": pa.array(oper.astype(np.uint8)) if top[3] <= 255 else None,
+        **{name: pa.array(values) for name, values in zip(_SAMPLE_NUMBERS[4:], columns[4:], strict=True)},
+        **{name: _nullable_column(rows, name, _UINT64) for name in ("in_nucast_pkts", "out_nucast_pkts")},
+    }
+
 
 def _telemetry_samples(rows: list[Any]) -> dict[str, Column] | None:
     """``telemetry_samples`` columns. Each nullable counter goes to Arrow here: a value over 2**64 - 1 fails
@@ -252,29 +301,13 @@ def _telemetry_samples(rows: list[Any]) -> dict[str, Column] | None:
 
     Text fields are gathered by one comprehension each, the attribute named in the code: the cheapest way
     measured to build a list (9600 rows, 20 fields: 3.4 ms, against 6.5 for ``astuple`` + ``zip`` and 8-10
-    for ``getattr`` or ``attrgetter``). Numbers need no list: :func:`_int_column` and
-    :func:`_nullable_column` read them straight into arrays (240k rows: build 0.55 against 1.2 us a row)."""
+    for ``getattr`` or ``attrgetter``). Numbers need no list (:func:`_sample_numbers`)."""
     converted: dict[str, Column | None] = {
         "id": [r.id for r in rows],
         "device": [r.device for r in rows],
-        "if_index": _int_column(rows, "if_index", 0, _UINT32_MAX, "uint32"),
-        "ts": _int_column(rows, "ts_ms", 0, 2**63 - 1, "int64"),
         "if_name": [r.if_name for r in rows],
-        "in_octets": _nullable_column(rows, "in_octets", _UINT64),
-        "out_octets": _nullable_column(rows, "out_octets", _UINT64),
-        "in_ucast_pkts": _nullable_column(rows, "in_ucast_pkts", _UINT64),
-        "out_ucast_pkts": _nullable_column(rows, "out_ucast_pkts", _UINT64),
-        "in_nucast_pkts": _nullable_column(rows, "in_nucast_pkts", _UINT64),
-        "out_nucast_pkts": _nullable_column(rows, "out_nucast_pkts", _UINT64),
-        "in_errors": _nullable_column(rows, "in_errors", _UINT64),
-        "out_errors": _nullable_column(rows, "out_errors", _UINT64),
-        "in_discards": _nullable_column(rows, "in_discards", _UINT64),
-        "out_discards": _nullable_column(rows, "out_discards", _UINT64),
-        "speed_bps": _nullable_column(rows, "speed_bps", _UINT64),
-        "oper_status": _nullable_column(rows, "oper_status", pa.uint8()),  # 1..7 or None (msgspec)
-        "counter_bits": _int_column(rows, "counter_bits", 0, 255, "uint8"),  # 32 or 64 (msgspec)
-        "uptime_ticks": _nullable_column(rows, "uptime_ticks", _UINT64),
         "source": [r.source for r in rows],
+        **_sample_numbers(rows),
     }
     ready = {column: values for column, values in converted.items() if values is not None}
     if len(ready) < len(converted):
