@@ -1089,7 +1089,11 @@ def _apply_fast(
     pts_g = chain_g[good]
     if len(pts_new):
         frame.pts, frame.pg, _ = _merged(frame.pts, frame.pg, pts_new, pts_g)
-        new_keys = np.unique((pts_g << _MINUTE_BITS) + pts_new["ts"] // WINDOW_MS)
+        point_keys = (pts_g << _MINUTE_BITS) + pts_new["ts"] // WINDOW_MS
+        if bool(np.all(point_keys[1:] >= point_keys[:-1])):  # the usual case: they come in table order
+            new_keys = point_keys[np.r_[True, point_keys[1:] != point_keys[:-1]]]
+        else:
+            new_keys = np.unique(point_keys)
         win_new = np.zeros(len(new_keys), dtype=_WIN)
         win_g = new_keys >> _MINUTE_BITS
         win_new["slot"] = win_g - frame.bases[frame.dev_of_g[win_g]]
