@@ -19,8 +19,8 @@ from confluent_kafka import Message
 
 from collectors.simulate import DeviceSimulator
 from models.codec import MAX_RECORD_BYTES, decode_batch, encode, encode_many
-from models.records import DeadLetter, RatedUsage, Record, TelemetrySample, UsageRecord
-from models.topics import TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
+from models.records import DeadLetter, InterfaceRate, RatedUsage, Record, TelemetrySample, UsageRecord
+from models.topics import INTERFACE_RATES_1M, TELEMETRY_SAMPLES, USAGE_RATED, USAGE_RECORDS
 from ossbss.config import SinkConfig
 from warehouse.chdb_driver import ChdbWarehouse
 from warehouse.columnar import to_arrow_table
@@ -438,3 +438,97 @@ def test_oversized_telemetry_element_is_left_to_the_object_path(
     assert letters == [] and sink.stats.skipped_invalid == 1
     ids = [row[0] for row in rows]
     assert len(ids) == 48 + 1 and "s-2" in ids and "s-1" not in ids
+
+
+# -- interface.rates.1m -> interface_rates_1m ------------------------------------------------------------
+
+
+def window(n: int, **overrides: Any) -> InterfaceRate:
+    start = NOW - NOW % 60_000 - 60_000 * (n % 3)
+    fields: dict[str, Any] = {
+        "id": InterfaceRate.make_id("edge-router", n, start),
+        "device": "edge-router",
+        "if_index": n,
+        "window_start_ms": start,
+        "if_name": f"ge-0/0/{n}",
+        "samples": 6,
+        "in_bps_avg": 1.5e6 + n,
+        "in_bps_max": 2.25e6,
+        "in_bps_p95": 2.2e6 / 3,
+        "out_bps_avg": 0.1,
+        "out_bps_max": 1e-300,
+        "out_bps_p95": 123456789.125,
+        "in_util_pct_avg": 0.15,
+        "out_util_pct_avg": 1e-5,
+        "in_errors": n,
+        "speed_bps": 10**9,
+        "in_pps_avg": 12.5,
+        "out_pps_avg": 0.0,
+        "oper_status_changes": 1,
+        "oper_status": 1,
+        "revision": 1 + n % 2,
+    }
+    fields.update(overrides)
+    return InterfaceRate(**fields)
+
+
+# Windows the fast path must store exactly as the object path does.
+WINDOW_EDGE_CASES = [
+    window(1),
+    window(2, in_util_pct_avg=None, out_util_pct_avg=None, speed_bps=None, oper_status=None, if_name=""),
+    window(3, if_index=2**32 - 1, samples=2**32 - 1, oper_status_changes=2**32 - 1, revision=2**32 - 1),
+    window(4, in_errors=_MAX64, out_errors=0, in_discards=_MAX64, out_discards=7, speed_bps=_MAX64),
+    window(5, if_index=0, window_start_ms=0, in_bps_avg=0.0, in_bps_max=1.7976931348623157e308),
+]
+
+
+def test_window_fast_columns_equal_object_columns_in_arrow(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
+    values = [encode_many(WINDOW_EDGE_CASES[:3]), *(encode(w) for w in WINDOW_EDGE_CASES[3:])]
+    fast = fast_columns_for(InterfaceRate, "interface_rates_1m")
+    assert fast is not None
+    got = fast.decode(values)
+    assert got is not None
+    columns, origin = got
+    records, kept, failures = decode_batch(InterfaceRate, values)
+    assert failures == [] and origin == kept
+    expected_columns = columns_for("interface_rates_1m", records)
+    assert list(columns) == list(expected_columns)
+    schema = databases[0].table_columns("interface_rates_1m")
+    arrow = to_arrow_table("interface_rates_1m", columns, schema)
+    expected = to_arrow_table("interface_rates_1m", expected_columns, schema)
+    assert arrow.schema.equals(expected.schema) and arrow.equals(expected)
+    for row, record in zip(arrow.to_pylist(), WINDOW_EDGE_CASES, strict=True):
+        for field in ("if_index", "samples", "in_errors", "in_discards", "speed_bps", "revision", "in_bps_max"):
+            assert row[field] == getattr(record, field), (record.id, field)
+        assert row["in_util_pct_avg"] == record.in_util_pct_avg and row["oper_status"] == record.oper_status
+
+
+def test_windows_land_identically(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
+    values = [encode_many([window(n) for n in range(10, 40)]), encode_many(WINDOW_EDGE_CASES)]
+    fast = fast_columns_for(InterfaceRate, "interface_rates_1m")
+    assert fast is not None and fast.decode(values) is not None  # the fast path does take this batch
+    rows, letters, _ = both_ways(databases, INTERFACE_RATES_1M.name, values, "interface_rates_1m")
+    assert letters == [] and len(rows) == 30 + len(WINDOW_EDGE_CASES)
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        pytest.param(b'"if_index":4294967296', "interface_rates_1m.if_index cannot hold", id="if_index past UInt32"),
+        pytest.param(b'"revision":4294967296', "interface_rates_1m.revision cannot hold", id="revision past UInt32"),
+        pytest.param(b'"in_errors":-1', "Expected `int` >= 0 - at `$.in_errors`", id="negative count"),
+        pytest.param(b'"in_bps_avg":"fast"', "Expected `float`, got `str`", id="text for a float"),
+        pytest.param(b'"device":""', "Expected `str` of length >= 1 - at `$.device`", id="empty device"),
+    ],
+)
+def test_odd_windows_are_left_to_the_object_path(
+    databases: tuple[ChdbWarehouse, ChdbWarehouse], field: bytes, reason: str
+) -> None:
+    odd = _replace_field(window(99), field)
+    values = [encode_many([window(1), window(2)]), odd]
+    fast = fast_columns_for(InterfaceRate, "interface_rates_1m")
+    assert fast is not None and fast.decode(values) is None  # the object path decides
+    rows, letters, _ = both_ways(databases, INTERFACE_RATES_1M.name, values, "interface_rates_1m")
+    assert [row[0] for row in rows] == [window(1).id, window(2).id]
+    # A dead letter naming the field, of the odd message (topic/partition/offset); the rest lands.
+    assert len(letters) == 1 and letters[0][0] == f"{INTERFACE_RATES_1M.name}/1/101/sink" and reason in letters[0][1]
