@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 
 from models.codec import MAX_BATCH_MESSAGE_BYTES, MAX_RECORD_BYTES, elements_fit, unchecked_struct
 from models.records import SCHEMA_VERSION, InterfaceRate, RatedUsage, Record, TelemetrySample, UsageRecord
-from warehouse.rows import Column, column_fields
+from warehouse.rows import Column, column_fields, column_kinds
 
 _UINT32_MAX = 2**32 - 1
 
@@ -315,37 +315,21 @@ def _telemetry_samples(rows: list[Any]) -> dict[str, Column] | None:
     return _table_columns("telemetry_samples", rows, ready)
 
 
-# Of an interface window (``interface_rates_1m``): its integers, then its floats, each set in one pass.
-_RATE_INTS = (
-    "if_index",
-    "samples",
-    "oper_status_changes",
-    "revision",
-    "window_start_ms",
-    "in_errors",
-    "out_errors",
-    "in_discards",
-    "out_discards",
-)
-_RATE_FLOATS = (
-    "in_bps_avg",
-    "in_bps_max",
-    "in_bps_p95",
-    "out_bps_avg",
-    "out_bps_max",
-    "out_bps_p95",
-    "in_pps_avg",
-    "out_pps_avg",
-)
-_rate_ints_of, _rate_floats_of = attrgetter(*_RATE_INTS), attrgetter(*_RATE_FLOATS)
+# An interface window's numbers (``interface_rates_1m``), by the kind columns_for converts them to: the
+# integers and the floats each read in one pass, then checked against their columns' bounds.
+_INT_BOUNDS = {"uint32": _UINT32_MAX, "int64": 2**63 - 1, "uint64": 2**64 - 1}
+_RATE_INTS = [(c, f, k) for c, f, k in column_kinds("interface_rates_1m") if isinstance(k, str) and k in _INT_BOUNDS]
+_RATE_FLOATS = [(c, f) for c, f, k in column_kinds("interface_rates_1m") if k == "float64"]
+_rate_ints_of = attrgetter(*(field for _, field, _ in _RATE_INTS))
+_rate_floats_of = attrgetter(*(field for _, field in _RATE_FLOATS))
 
 
 def _interface_rates(rows: list[Any]) -> dict[str, Column] | None:
-    """``interface_rates_1m`` columns: the integers and the floats each read in one pass, the first four
-    checked against ``UInt32`` and the window start against ``Int64`` (the object path's conversions);
-    the optional ones (utilisation, speed, oper status) as lists, as the object path hands them on.
-    The stream worker emits about one window for seven samples; 72k windows, decode + columns: 2.5-2.8
-    against 5.3-5.7 us a window by the object path (whose float lists Arrow then converts too)."""
+    """``interface_rates_1m`` columns: the integers and the floats each read in one pass, each integer
+    column checked against its type's bounds (``UInt32`` and ``Int64`` as the object path's conversions
+    check them); the optional ones (utilisation, speed, oper status) as lists, as the object path hands
+    them on. The stream worker emits about one window for seven samples; 72k windows, decode + columns:
+    2.5-2.8 against 5.3-5.7 us a window by the object path (whose float lists Arrow then converts too)."""
     n = len(rows)
     try:
         ints = np.fromiter(chain.from_iterable(map(_rate_ints_of, rows)), np.uint64, n * len(_RATE_INTS))
@@ -354,18 +338,14 @@ def _interface_rates(rows: list[Any]) -> dict[str, Column] | None:
         return None
     int_columns = np.ascontiguousarray(ints.reshape(n, len(_RATE_INTS)).T)
     float_columns = np.ascontiguousarray(floats.reshape(n, len(_RATE_FLOATS)).T)
-    top = int_columns.max(axis=1, initial=0).tolist()
-    if max(top[:4]) > _UINT32_MAX or top[4] > 2**63 - 1:
-        return None
-    converted: dict[str, Column] = {
-        "id": [r.id for r in rows],
-        "device": [r.device for r in rows],
-        "if_name": [r.if_name for r in rows],
-        "window_start": int_columns[4].astype(np.int64),
-        **{name: values.astype(np.uint32) for name, values in zip(_RATE_INTS[:4], int_columns[:4], strict=True)},
-        **dict(zip(_RATE_INTS[5:], int_columns[5:], strict=True)),
-        **dict(zip(_RATE_FLOATS, float_columns, strict=True)),
-    }
+    converted: dict[str, Column] = {"id": [r.id for r in rows], "device": [r.device for r in rows]}
+    converted["if_name"] = [r.if_name for r in rows]
+    tops = int_columns.max(axis=1, initial=0).tolist()
+    for (column, _, kind), values, top in zip(_RATE_INTS, int_columns, tops, strict=True):
+        if top > _INT_BOUNDS[str(kind)]:
+            return None
+        converted[column] = values.astype(str(kind))
+    converted.update((column, values) for (column, _), values in zip(_RATE_FLOATS, float_columns, strict=True))
     return _table_columns("interface_rates_1m", rows, converted)
 
 

@@ -281,6 +281,12 @@ def column_fields(table: str) -> list[tuple[str, str]]:
     return [(column, field) for column, field, _ in _SPECS[table]]
 
 
+def column_kinds(table: str) -> list[tuple[str, str, Kind]]:
+    """``(column, record field, kind)`` of ``table``, in table order: how :func:`columns_for` converts each
+    field ("list": handed on as a list; a numpy dtype name; or a converter of the whole column)."""
+    return list(_SPECS[table])
+
+
 def table_for_topic(topic: str) -> str:
     """The table a topic's records land in; ``KeyError`` names the topic when none does."""
     try:
@@ -296,6 +302,7 @@ __all__ = [
     "TABLE_FOR_TOPIC",
     "Column",
     "PipelineMetric",
+    "column_kinds",
     "columns_for",
     "table_for_topic",
 ]

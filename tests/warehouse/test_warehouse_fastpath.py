@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 import pytest
 from confluent_kafka import Message
 
@@ -141,6 +142,26 @@ def both_ways(
     return fast_result[0], fast_result[1], sinks[0]
 
 
+def fast_table_as_object_table(
+    wh: ChdbWarehouse, record_type: type[Record], table: str, values: Sequence[bytes | None]
+) -> pa.Table:
+    """The fast path's Arrow table of ``values`` (which it must take), asserted equal to the object path's."""
+    fast = fast_columns_for(record_type, table)
+    assert fast is not None
+    got = fast.decode(values)
+    assert got is not None
+    columns, origin = got
+    records, kept, failures = decode_batch(record_type, values)
+    assert failures == [] and origin == kept
+    expected_columns = columns_for(table, records)
+    assert list(columns) == list(expected_columns)
+    schema = wh.table_columns(table)
+    arrow = to_arrow_table(table, columns, schema)
+    expected = to_arrow_table(table, expected_columns, schema)
+    assert arrow.schema.equals(expected.schema) and arrow.equals(expected)
+    return arrow
+
+
 def test_rated_batched_and_single_messages_land_identically(
     databases: tuple[ChdbWarehouse, ChdbWarehouse],
 ) -> None:
@@ -184,17 +205,8 @@ def test_fast_columns_equal_object_columns_in_arrow(databases: tuple[ChdbWarehou
             ],
         ),
     ):
-        fast = fast_columns_for(record_type, table)
-        assert fast is not None
-        got = fast.decode([encode_many(records[:2]), encode(records[2])])
-        assert got is not None
-        columns, origin = got
-        assert origin == [0, 0, 1]
-        objects = decode_batch(record_type, [encode_many(records[:2]), encode(records[2])])[0]
-        schema = wh.table_columns(table)
-        expected = to_arrow_table(table, columns_for(table, objects), schema)
-        assert to_arrow_table(table, columns, schema).equals(expected), table
-        assert list(columns) == list(columns_for(table, objects))
+        values = [encode_many(records[:2]), encode(records[2])]
+        assert fast_table_as_object_table(wh, record_type, table, values).num_rows == 3
 
 
 @pytest.mark.parametrize(
@@ -338,19 +350,7 @@ def test_telemetry_fast_columns_equal_object_columns_in_arrow(
     edge_cases = [*TELEMETRY_EDGE_CASES, sample(8, ts_ms=0, counter_bits=32, oper_status=2)]
     values = [*polls(3), *polls(2, counter_bits=32), encode_many(edge_cases[:4])]
     values += [encode(r) for r in edge_cases[4:]]
-    fast = fast_columns_for(TelemetrySample, "telemetry_samples")
-    assert fast is not None
-    got = fast.decode(values)
-    assert got is not None
-    columns, origin = got
-    records, kept, failures = decode_batch(TelemetrySample, values)
-    assert failures == [] and origin == kept
-    expected_columns = columns_for("telemetry_samples", records)
-    assert list(columns) == list(expected_columns)
-    schema = databases[0].table_columns("telemetry_samples")
-    arrow = to_arrow_table("telemetry_samples", columns, schema)
-    assert arrow.equals(to_arrow_table("telemetry_samples", expected_columns, schema))
-    assert arrow.schema.equals(to_arrow_table("telemetry_samples", expected_columns, schema).schema)
+    arrow = fast_table_as_object_table(databases[0], TelemetrySample, "telemetry_samples", values)
     # Null stays null, column by column (not 0), and the widest values are kept.
     edge = arrow.slice(arrow.num_rows - len(edge_cases)).to_pylist()
     for row, record in zip(edge, edge_cases, strict=True):
@@ -484,19 +484,7 @@ WINDOW_EDGE_CASES = [
 
 def test_window_fast_columns_equal_object_columns_in_arrow(databases: tuple[ChdbWarehouse, ChdbWarehouse]) -> None:
     values = [encode_many(WINDOW_EDGE_CASES[:3]), *(encode(w) for w in WINDOW_EDGE_CASES[3:])]
-    fast = fast_columns_for(InterfaceRate, "interface_rates_1m")
-    assert fast is not None
-    got = fast.decode(values)
-    assert got is not None
-    columns, origin = got
-    records, kept, failures = decode_batch(InterfaceRate, values)
-    assert failures == [] and origin == kept
-    expected_columns = columns_for("interface_rates_1m", records)
-    assert list(columns) == list(expected_columns)
-    schema = databases[0].table_columns("interface_rates_1m")
-    arrow = to_arrow_table("interface_rates_1m", columns, schema)
-    expected = to_arrow_table("interface_rates_1m", expected_columns, schema)
-    assert arrow.schema.equals(expected.schema) and arrow.equals(expected)
+    arrow = fast_table_as_object_table(databases[0], InterfaceRate, "interface_rates_1m", values)
     for row, record in zip(arrow.to_pylist(), WINDOW_EDGE_CASES, strict=True):
         for field in ("if_index", "samples", "in_errors", "in_discards", "speed_bps", "revision", "in_bps_max"):
             assert row[field] == getattr(record, field), (record.id, field)
