@@ -17,7 +17,7 @@ import time
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from ossbss.kafkautil import committed_lag
+from ossbss.kafkautil import LagProbe
 from ossbss.prometheus import gauge_text, serve_metrics
 from warehouse.base import Warehouse, WarehouseError
 from warehouse.rows import PipelineMetric, columns_for
@@ -49,6 +49,10 @@ class PipelineMetrics:
         self._previous_in: dict[str, int] = {}
         self._previous_out: dict[str, int] = {}
         self._previous_dead = 0
+        # One lag probe per group for the reporter's life (a new client per sample cost the broker about
+        # 40 ms each time, see LagProbe); the lock lets a caller's sample() run beside the loop's.
+        self._probes: dict[str, LagProbe] = {}
+        self._probes_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pipeline-metrics", daemon=True)
         self._server: ThreadingHTTPServer | None = None
@@ -66,6 +70,10 @@ class PipelineMetrics:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self.interval_s + 5)
+        with self._probes_lock:
+            for probe in self._probes.values():
+                probe.close()
+            self._probes.clear()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -98,7 +106,7 @@ class PipelineMetrics:
         self._previous_dead = stats.dead_letters
         add("sink", "batch_latency_ms", stats.last_batch_ms)
         for group, topics in self.groups.items():
-            for topic, lag in committed_lag(self.client_config, group, topics).items():
+            for topic, lag in self._lag(group, topics).items():
                 add(group, "consumer_lag", lag, group=group, topic=topic)
         self.latest = out
         try:
@@ -106,6 +114,13 @@ class PipelineMetrics:
         except WarehouseError as exc:
             log.warning("pipeline metrics not written to ClickHouse: %s", exc)
         return out
+
+    def _lag(self, group: str, topics: list[str]) -> dict[str, int]:
+        with self._probes_lock:
+            probe = self._probes.get(group)
+            if probe is None:
+                probe = self._probes[group] = LagProbe(self.client_config, group)
+            return probe.lag(topics)
 
     def prometheus_text(self) -> str:
         # Every value is a sampled gauge (the *_in/_out ones count records since the last sample).

@@ -27,7 +27,7 @@ from collectors.publish import RecordPublisher
 from collectors.simulate import DeviceSimulator, UsageGenerator
 from models.topics import TELEMETRY_SAMPLES, USAGE_RECORDS
 from ossbss.config import Config, write_config
-from ossbss.kafkautil import committed_lag, ensure_topics, group_assignment
+from ossbss.kafkautil import LagProbe, ensure_topics, group_assignment
 from ossbss.localstack.kafka import KafkaBroker, free_port, port_open, running_broker
 from ossbss.metrics import PipelineMetrics
 from warehouse import open_warehouse
@@ -336,32 +336,39 @@ class LocalPipeline:
         sink_topics = [r.topic for r in DEFAULT_ROUTES]
         stage = "worker"
         quiet_since: float | None = None
-        while time.monotonic() < deadline:
-            self.check_alive()
-            if on_tick:
-                on_tick()
-            if stage == "worker":
-                lag = committed_lag(self.client_config, self.config.streams.app_id, worker_topics)
-                self.drain_status = f"waiting for the stream worker to commit; records not yet committed: {lag}"
-                if sum(lag.values()) == 0:
-                    stage = "windows"
-                    windows_due = time.monotonic() + self.config.streams.idle_close_s + 2.0
-            elif stage == "windows":
-                self.drain_status = "waiting for the idle windows to be emitted"
-                if time.monotonic() >= windows_due:
-                    stage = "sink"
-            else:
-                lag = committed_lag(self.client_config, self.config.sink.group_id, sink_topics)
-                self.drain_status = f"waiting for the sink to commit; records not yet in ClickHouse: {lag}"
-                if sum(lag.values()) == 0:
-                    # Stay caught up for a moment: the worker may still emit a last window or dead letter.
-                    quiet_since = quiet_since or time.monotonic()
-                    if time.monotonic() - quiet_since >= 2.0:
-                        return True
+        # One lag probe per group for the whole drain, not new clients every half second (see LagProbe).
+        worker_probe = LagProbe(self.client_config, self.config.streams.app_id)
+        sink_probe = LagProbe(self.client_config, self.config.sink.group_id)
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                if on_tick:
+                    on_tick()
+                if stage == "worker":
+                    lag = worker_probe.lag(worker_topics)
+                    self.drain_status = f"waiting for the stream worker to commit; records not yet committed: {lag}"
+                    if sum(lag.values()) == 0:
+                        stage = "windows"
+                        windows_due = time.monotonic() + self.config.streams.idle_close_s + 2.0
+                elif stage == "windows":
+                    self.drain_status = "waiting for the idle windows to be emitted"
+                    if time.monotonic() >= windows_due:
+                        stage = "sink"
                 else:
-                    quiet_since = None
-            time.sleep(0.5)
-        return False
+                    lag = sink_probe.lag(sink_topics)
+                    self.drain_status = f"waiting for the sink to commit; records not yet in ClickHouse: {lag}"
+                    if sum(lag.values()) == 0:
+                        # Stay caught up for a moment: the worker may still emit a last window or dead letter.
+                        quiet_since = quiet_since or time.monotonic()
+                        if time.monotonic() - quiet_since >= 2.0:
+                            return True
+                    else:
+                        quiet_since = None
+                time.sleep(0.5)
+            return False
+        finally:
+            worker_probe.close()
+            sink_probe.close()
 
     def stop(self, keep_kafka: bool = False) -> None:
         processes = [*self.workers, self.assurance]
